@@ -1,0 +1,57 @@
+"""afterward: answer users first, do the rest afterward, lose none of it.
+
+The names below are the public contract (``docs/`` has the guides). Parts with heavier
+dependencies live in subpackages imported on first use.
+"""
+
+from afterward._config import Settings, configure
+from afterward._context import correlate, correlation_id
+from afterward._exceptions import (
+    AfterwardError,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    DispatchError,
+    InvalidCallbackError,
+    JobError,
+    NoScopeError,
+    NotFoundError,
+    PublishError,
+    SchemaError,
+    StrayRequestError,
+    TaskError,
+    TaskTimeout,
+)
+from afterward._stats import stats
+from afterward.defer import DeferredCallback, DeferScope, defer, drain, drain_sync, forget, scope
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AfterwardError",
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigError",
+    "DeferScope",
+    "DeferredCallback",
+    "DispatchError",
+    "InvalidCallbackError",
+    "JobError",
+    "NoScopeError",
+    "NotFoundError",
+    "PublishError",
+    "SchemaError",
+    "Settings",
+    "StrayRequestError",
+    "TaskError",
+    "TaskTimeout",
+    "configure",
+    "correlate",
+    "correlation_id",
+    "defer",
+    "drain",
+    "drain_sync",
+    "forget",
+    "scope",
+    "stats",
+]

@@ -1,0 +1,123 @@
+"""Every error afterward raises, in one place.
+
+The tree::
+
+    AfterwardError
+    ├── ConfigError (ValueError)            bad settings or arguments to configure()
+    ├── NoScopeError (RuntimeError)         defer()/forget() with no open defer scope
+    ├── InvalidCallbackError (TypeError)    defer() of a non-callable or a bad name
+    ├── TaskError                           a concurrency task raised (.index, .error)
+    ├── TaskTimeout (TimeoutError)          concurrency.run exceeded its timeout
+    ├── StrayRequestError                   a faked HTTP client saw an unmatched request
+    ├── JobError
+    │   └── DispatchError (ValueError)      a job cannot be dispatched (arguments, path)
+    ├── BackendError                        a backend failed (.backend)
+    │   └── BackendUnavailable              the backend cannot be reached
+    ├── PublishError (ValueError)           bad event: topic, data, size (.topic)
+    │   └── SchemaError                     data does not match the topic's schema
+    └── NotFoundError (LookupError)         an unknown dead letter / failed job ID
+
+Every afterward error derives from :class:`AfterwardError`; where a builtin fits it is
+mixed in, so ``except ValueError`` keeps working for code that does not know us.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AfterwardError",
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigError",
+    "DispatchError",
+    "InvalidCallbackError",
+    "JobError",
+    "NoScopeError",
+    "NotFoundError",
+    "PublishError",
+    "SchemaError",
+    "StrayRequestError",
+    "TaskError",
+    "TaskTimeout",
+]
+
+
+class AfterwardError(Exception):
+    """Base class of every error raised by afterward."""
+
+
+class ConfigError(AfterwardError, ValueError):
+    """A setting or an argument has a value afterward cannot use."""
+
+
+class NoScopeError(AfterwardError, RuntimeError):
+    """Deferred work was registered with no defer scope open."""
+
+
+class InvalidCallbackError(AfterwardError, TypeError):
+    """``defer`` was given something it cannot run later."""
+
+
+class TaskError(AfterwardError):
+    """A task given to ``concurrency.run`` raised.
+
+    Attributes:
+        index: position of the failing task in the list given to ``run``.
+        error: the exception the task raised (also the ``__cause__``).
+    """
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(f"task {index} raised {type(error).__name__}: {error}")
+        self.index = index
+        self.error = error
+
+
+class TaskTimeout(AfterwardError, TimeoutError):
+    """``concurrency.run`` did not finish within its timeout."""
+
+
+class StrayRequestError(AfterwardError):
+    """A request matched no fake while stray requests are prevented."""
+
+
+class JobError(AfterwardError):
+    """Base class of job errors."""
+
+
+class DispatchError(JobError, ValueError):
+    """A job cannot be dispatched (arguments not JSON, class not importable...)."""
+
+
+class BackendError(AfterwardError):
+    """A backend (SQLite, Kafka, Redis...) failed.
+
+    Attributes:
+        backend: the URL scheme of the backend, e.g. ``"kafka"``.
+    """
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+
+class BackendUnavailable(BackendError):
+    """The backend's server cannot be reached."""
+
+
+class PublishError(AfterwardError, ValueError):
+    """An event cannot be published; nothing was written.
+
+    Attributes:
+        topic: the topic the event was for.
+    """
+
+    def __init__(self, message: str, *, topic: str | None = None) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+
+class SchemaError(PublishError):
+    """The event data does not match the schema registered for its topic."""
+
+
+class NotFoundError(AfterwardError, LookupError):
+    """No dead letter, failed job or event has that ID."""

@@ -1,0 +1,347 @@
+"""After-response work: :func:`defer`, :func:`forget` and :func:`scope`.
+
+A *defer scope* collects callbacks while a request (or a ``with scope():`` block, a job,
+an event handler) runs, and runs them once it is over: after the response has been
+sent, or when the block exits. See ``docs/defer.md`` for the whole story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, Literal
+
+from afterward import _runtime
+from afterward._context import _correlation_id, _current_scope, new_correlation_id
+from afterward._exceptions import InvalidCallbackError, NoScopeError
+from afterward._stats import incr
+from afterward._transactions import _providers, current_transaction
+
+__all__ = ["DeferScope", "DeferredCallback", "defer", "drain", "drain_sync", "forget", "scope"]
+
+CallbackState = Literal[
+    "pending", "running", "done", "failed", "skipped", "forgotten", "replaced", "lost"
+]
+
+
+class DeferredCallback:
+    """One piece of deferred work, as returned by :func:`defer`.
+
+    Attributes:
+        name: the name given to ``defer`` (else the function's qualified name).
+        always: whether it runs even when the response failed.
+        correlation_id: the ID bound when it was deferred; bound again while it runs.
+        state: ``"pending"``, ``"running"``, ``"done"``, ``"failed"``, ``"skipped"``
+            (the response failed), ``"forgotten"``, ``"replaced"`` or ``"lost"``
+            (unfinished at the end of the shutdown grace period).
+    """
+
+    __slots__ = ("always", "args", "correlation_id", "fn", "kwargs", "name", "state")
+
+    def __init__(
+        self,
+        fn: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str,
+        always: bool,
+        correlation_id: str,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.name = name
+        self.always = always
+        self.correlation_id = correlation_id
+        self.state: CallbackState = "pending"
+
+    def __repr__(self) -> str:
+        return f"<DeferredCallback {self.name!r} {self.state}>"
+
+
+class DeferScope:
+    """Collects deferred callbacks and runs them, in order, when it is finished.
+
+    Use :func:`scope` to open one by hand; the HTTP middlewares, jobs and event handlers
+    open their own. Usable as ``with`` (waits for the callbacks on exit) and
+    ``async with`` (awaits them on exit).
+
+    Attributes:
+        correlation_id: the ID bound inside the scope and in its callbacks.
+    """
+
+    def __init__(self, correlation_id: str | None = None) -> None:
+        self.correlation_id = correlation_id or _correlation_id.get() or new_correlation_id()
+        self._callbacks: list[DeferredCallback] = []
+        self._names: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._cursor = 0
+        # collecting: the request/block is still running; running: callbacks are being
+        # run; idle: finished and every callback was taken.
+        self._state: Literal["collecting", "running", "idle"] = "collecting"
+        self._closed = False
+        self._ok = True
+        self._tokens: tuple[Token[DeferScope | None], Token[str | None]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def callbacks(self) -> list[DeferredCallback]:
+        """Every callback registered so far, in run order (for tests and tooling)."""
+        with self._lock:
+            return list(self._callbacks)
+
+    # -- registration -------------------------------------------------------------
+
+    def _add(self, callback: DeferredCallback, name: str | None) -> None:
+        with self._lock:
+            index = self._names.get(name) if name is not None else None
+            if index is not None and index >= self._cursor:
+                # Same name, not started yet: the new callback takes the old one's place.
+                self._callbacks[index].state = "replaced"
+                self._callbacks[index] = callback
+                return
+            if name is not None:
+                self._names[name] = len(self._callbacks)
+            self._callbacks.append(callback)
+            restart = self._state == "idle"
+            if restart:
+                self._state = "running"
+        if restart:  # added after the run ended (a transaction committed late)
+            _runtime.start_run(self)
+
+    def _forget(self, name: str) -> bool:
+        with self._lock:
+            index = self._names.get(name)
+            if index is None or self._callbacks[index].state != "pending":
+                return False
+            del self._names[name]
+            self._callbacks[index].state = "forgotten"
+            return True
+
+    # -- running --------------------------------------------------------------------
+
+    def _next_callback(self) -> DeferredCallback | None:
+        """Take the next pending callback, or mark the run over (called by the runtime)."""
+        with self._lock:
+            while self._cursor < len(self._callbacks):
+                callback = self._callbacks[self._cursor]
+                self._cursor += 1
+                if callback.state == "pending":
+                    return callback
+            self._state = "idle" if self._closed else "collecting"
+            return None
+
+    def _unfinished(self) -> list[DeferredCallback]:
+        with self._lock:
+            return [
+                c
+                for c in self._callbacks
+                if c.state == "running" or (c.state == "pending" and (self._ok or c.always))
+            ]
+
+    def _begin(self, ok: bool, *, close: bool) -> bool:
+        """Mark the scope finished (or flushed) and say whether a run must start."""
+        with self._lock:
+            if close:
+                self._closed = True
+            self._ok = ok
+            if self._state == "running":
+                return False
+            if self._cursor >= len(self._callbacks):
+                self._state = "idle" if self._closed else "collecting"
+                return False
+            self._state = "running"
+            return True
+
+    def finish(self, ok: bool) -> None:
+        """Close the scope and start its callbacks in the background, without waiting.
+
+        Used by the HTTP middlewares once the response is complete: ``ok`` is false
+        when the status was >= 400 or the endpoint raised (only ``always=True``
+        callbacks run then).
+        """
+        if self._begin(ok, close=True):
+            _runtime.start_run(self)
+
+    def run_now(self) -> None:
+        """Run the callbacks registered so far, now, and wait for them.
+
+        The scope stays open: callbacks deferred later run at its end (or at the next
+        ``run_now``). Coroutine callbacks run on afterward's background loop.
+        """
+        if self._begin(True, close=False):
+            _runtime.start_run(self, background=True).result()
+
+    async def run_now_async(self) -> None:
+        """Async twin of :meth:`run_now`: coroutine callbacks run on the caller's loop."""
+        if self._begin(True, close=False):
+            await asyncio.wrap_future(_runtime.start_run(self))
+
+    # -- context managers ---------------------------------------------------------
+
+    def __enter__(self) -> DeferScope:
+        self._tokens = (_current_scope.set(self), _correlation_id.set(self.correlation_id))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._unbind()
+        if self._begin(exc_type is None, close=True):
+            _runtime.start_run(self, background=True).result()
+
+    async def __aenter__(self) -> DeferScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._unbind()
+        if self._begin(exc_type is None, close=True):
+            await asyncio.wrap_future(_runtime.start_run(self))
+
+    def _unbind(self) -> None:
+        if self._tokens is not None:
+            scope_token, cid_token = self._tokens
+            self._tokens = None
+            _current_scope.reset(scope_token)
+            _correlation_id.reset(cid_token)
+
+    def __repr__(self) -> str:
+        return f"<DeferScope {self.correlation_id} {self._state} callbacks={len(self._callbacks)}>"
+
+
+def scope(correlation_id: str | None = None) -> DeferScope:
+    """Open a defer scope by hand, for scripts, CLI commands and tests.
+
+    Leaving the block runs the callbacks deferred inside it and waits for them; if an
+    exception leaves the block, only ``always=True`` callbacks run.
+
+    Example:
+        >>> with afterward.scope():
+        ...     afterward.defer(print, "after the block")
+        after the block
+
+    Args:
+        correlation_id: the ID bound inside the block; defaults to the current one,
+            else a new UUID.
+    """
+    return DeferScope(correlation_id)
+
+
+def _name_of(fn: Callable[..., object]) -> str:
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    return getattr(target, "__qualname__", None) or repr(target)
+
+
+def defer(
+    fn: Callable[..., object],
+    /,
+    *args: Any,
+    name: str | None = None,
+    always: bool = False,
+    after_commit: bool = True,
+    **kwargs: Any,
+) -> DeferredCallback:
+    """Run ``fn(*args, **kwargs)`` after the response (or when the scope exits).
+
+    Example:
+        >>> @app.post("/orders")
+        ... async def create_order(order: Order):
+        ...     saved = await orders.save(order)
+        ...     defer(send_receipt, saved.id, name="receipt")
+        ...     return saved
+
+    Args:
+        fn: a function or coroutine function; sync functions run on a worker thread,
+            never on the event loop.
+        name: names the callback: deferring another callback with the same name in
+            the scope replaces this one (keeping its place); :func:`forget` cancels it.
+        always: also run when the response failed (status >= 400 or an exception).
+        after_commit: when a database transaction is open (SQLAlchemy once
+            ``afterward.integrations.sqlalchemy.install()`` ran, or Django ``atomic``),
+            join the scope only if the outermost transaction commits. ``False`` joins
+            at once.
+
+    Returns:
+        The :class:`DeferredCallback`, whose ``state`` tells what became of it.
+
+    Raises:
+        NoScopeError: no defer scope is open in this context.
+        InvalidCallbackError: ``fn`` is not callable or ``name`` is not a non-empty string.
+    """
+    current = _current_scope.get()
+    if current is None:
+        raise NoScopeError(
+            "defer() needs an open defer scope: add afterward's DeferMiddleware to your "
+            "app (afterward.integrations.asgi, .wsgi or .django), or wrap the code in "
+            "`with afterward.scope():` / `async with afterward.scope():`"
+        )
+    if not callable(fn):
+        raise InvalidCallbackError(f"defer() needs a callable, got {type(fn).__name__} {fn!r}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise InvalidCallbackError(f"defer() name must be a non-empty string, got {name!r}")
+    callback = DeferredCallback(
+        fn,
+        args,
+        kwargs,
+        name or _name_of(fn),
+        always,
+        _correlation_id.get() or current.correlation_id,
+    )
+    incr("defer.registered")
+    if after_commit and _providers:
+        transaction = current_transaction()
+        if transaction is not None:
+            transaction.on_commit(functools.partial(current._add, callback, name))
+            return callback
+    current._add(callback, name)
+    return callback
+
+
+def forget(name: str) -> bool:
+    """Cancel the callback named ``name`` in the current scope if it has not started.
+
+    Returns:
+        ``True`` if a pending callback was cancelled, ``False`` if there was none.
+
+    Raises:
+        NoScopeError: no defer scope is open in this context.
+    """
+    current = _current_scope.get()
+    if current is None:
+        raise NoScopeError(
+            "forget() needs an open defer scope (afterward's DeferMiddleware or afterward.scope())"
+        )
+    return current._forget(name)
+
+
+async def drain(timeout: float | None = None) -> bool:
+    """Wait until every deferred callback in the process has finished.
+
+    Call it from a shutdown hook the middleware does not cover (the ASGI middleware
+    drains on lifespan shutdown and every process drains at exit on its own).
+
+    Args:
+        timeout: seconds to wait, default ``afterward.configure(grace_period=...)``.
+
+    Returns:
+        ``True`` if everything finished; ``False`` if time ran out, after logging each
+        unfinished callback as lost with its name and correlation ID.
+    """
+    return await _runtime.drain(timeout)
+
+
+def drain_sync(timeout: float | None = None) -> bool:
+    """Blocking twin of :func:`drain` (WSGI servers' worker-exit hooks, Django)."""
+    return _runtime.drain_sync(timeout)

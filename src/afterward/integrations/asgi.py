@@ -1,0 +1,108 @@
+"""Pure ASGI middleware: defer scopes per request, correlation IDs, drain on shutdown.
+
+Works with any ASGI app (Starlette, FastAPI, Litestar, Quart...)::
+
+    from afterward.integrations.asgi import DeferMiddleware
+    app = DeferMiddleware(app)           # or: app.add_middleware(DeferMiddleware)
+
+It is deliberately not a ``BaseHTTPMiddleware``: it never buffers or wraps the body
+stream, so streaming responses and the framework's own background tasks keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from afterward import _runtime
+from afterward._config import settings
+from afterward._context import _correlation_id, _current_scope
+from afterward.defer import DeferScope
+from afterward.integrations._http import HEADER, choose_correlation_id
+
+__all__ = ["DeferMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_HEADER_BYTES = HEADER.lower().encode("latin-1")
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class DeferMiddleware:
+    """Open a defer scope per HTTP/WebSocket connection and run it after the response.
+
+    - Callbacks start after the final body chunk was handed to the server, in the
+      background: the server can serve the next request on the connection at once.
+    - Status >= 400 or an exception from the app: only ``always=True`` callbacks run.
+    - Correlation ID from ``X-Correlation-ID``, else ``X-Request-ID``, else a new
+      UUID; echoed in the response's ``X-Correlation-ID``.
+    - On lifespan shutdown, deferred work is drained for ``grace_period`` seconds
+      (default: ``afterward.configure(grace_period=...)``, 10 s) before the app's own
+      shutdown runs; what is still unfinished is logged as lost.
+
+    Args:
+        app: the ASGI application to wrap.
+        grace_period: seconds to drain at shutdown; ``None`` uses the global setting.
+    """
+
+    def __init__(self, app: ASGIApp, *, grace_period: float | None = None) -> None:
+        self.app = app
+        self.grace_period = grace_period
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._draining(receive), send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        cid = choose_correlation_id(
+            _header(headers, _HEADER_BYTES), _header(headers, b"x-request-id")
+        )
+        defer_scope = DeferScope(cid)
+        status = 200 if kind == "websocket" else 0
+        echo = (_HEADER_BYTES, cid.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                sent = list(message.get("headers", ()))
+                if _header(sent, _HEADER_BYTES) is None:
+                    message["headers"] = [*sent, echo]
+            await send(message)
+
+        scope_token = _current_scope.set(defer_scope)
+        cid_token = _correlation_id.set(cid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except BaseException:
+            defer_scope.finish(ok=False)
+            raise
+        else:
+            defer_scope.finish(ok=0 < status < 400)
+        finally:
+            _current_scope.reset(scope_token)
+            _correlation_id.reset(cid_token)
+
+    def _draining(self, receive: Receive) -> Receive:
+        async def receive_and_drain() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                grace = settings.grace_period if self.grace_period is None else self.grace_period
+                await _runtime.drain(grace)
+            return message
+
+        return receive_and_drain
