@@ -26,9 +26,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
-        with psycopg.connect(
-            "host=127.0.0.1 dbname=postgres user=postgres", autocommit=True
-        ) as c:
+        with psycopg.connect("host=127.0.0.1 dbname=postgres user=postgres", autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

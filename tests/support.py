@@ -21,7 +21,9 @@ import pytest
 REQUIRE_SERVICES = os.environ.get("AFTERWARD_REQUIRE_SERVICES") == "1"
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.005) -> Any:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.005
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -94,8 +96,15 @@ def serve_wsgi(app: Any, threads: int = 4) -> Iterator[str]:
     server = create_server(app, host="127.0.0.1", port=0, threads=threads)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+
+    def close_everything() -> None:  # runs on the server's own loop thread
+        for channel in list(server._map.values()):
+            channel.close()
+
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.close()
+        # Closing from this thread races with waitress's loop; ask the loop to do it.
+        server.trigger.pull_trigger(close_everything)
         thread.join(timeout=15)
+        server.task_dispatcher.shutdown()

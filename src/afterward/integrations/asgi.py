@@ -11,7 +11,7 @@ stream, so streaming responses and the framework's own background tasks keep wor
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from afterward import _runtime
@@ -29,13 +29,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER_BYTES = HEADER.lower().encode("latin-1")
-
-
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
 
 
 class DeferMiddleware:
@@ -67,10 +60,13 @@ class DeferMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = scope.get("headers") or []
-        cid = choose_correlation_id(
-            _header(headers, _HEADER_BYTES), _header(headers, b"x-request-id")
-        )
+        given = request_id = None
+        for key, value in scope.get("headers") or ():  # ASGI header names are lowercase
+            if key == _HEADER_BYTES:
+                given = value.decode("latin-1")
+            elif key == b"x-request-id":
+                request_id = value.decode("latin-1")
+        cid = choose_correlation_id(given, request_id)
         defer_scope = DeferScope(cid)
         status = 200 if kind == "websocket" else 0
         echo = (_HEADER_BYTES, cid.encode("latin-1"))
@@ -79,9 +75,12 @@ class DeferMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                sent = list(message.get("headers", ()))
-                if _header(sent, _HEADER_BYTES) is None:
-                    message["headers"] = [*sent, echo]
+                headers = message.get("headers") or []
+                for key, _ in headers:
+                    if key.lower() == _HEADER_BYTES:  # the app set its own: keep it
+                        break
+                else:
+                    message["headers"] = [*headers, echo]
             await send(message)
 
         scope_token = _current_scope.set(defer_scope)

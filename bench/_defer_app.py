@@ -1,0 +1,59 @@
+"""The app the defer benchmark serves: the same endpoint four ways.
+
+``/none`` does nothing, ``/inline`` awaits four 200 ms calls, ``/defer`` defers them
+with afterward, ``/background`` hands them to Starlette's BackgroundTasks. Served by
+uvicorn in its own process; ``bare`` (no middleware) and ``wrapped`` (DeferMiddleware)
+apps for the throughput comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTasks
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from afterward import defer
+from afterward.integrations.asgi import DeferMiddleware
+
+TASK_SECONDS = 0.2
+
+
+async def slow_call() -> None:
+    await asyncio.sleep(TASK_SECONDS)
+
+
+async def none(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def inline(request: Request) -> Response:
+    for _ in range(4):
+        await slow_call()
+    return PlainTextResponse("ok")
+
+
+async def deferred(request: Request) -> Response:
+    for _ in range(4):
+        defer(slow_call)
+    return PlainTextResponse("ok")
+
+
+async def background(request: Request) -> Response:
+    tasks = BackgroundTasks()
+    for _ in range(4):
+        tasks.add_task(slow_call)
+    return PlainTextResponse("ok", background=tasks)
+
+
+_routes = [
+    Route("/none", none),
+    Route("/inline", inline),
+    Route("/defer", deferred),
+    Route("/background", background),
+]
+bare = Starlette(routes=_routes)
+wrapped = DeferMiddleware(Starlette(routes=_routes))
