@@ -5,7 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+import afterward
+from afterward import _runtime, defer
+from afterward.defer import DeferredCallback
+from afterward.integrations.wsgi import DeferMiddleware
 
 SCRIPT = """
 import logging, sys, threading
@@ -54,3 +61,33 @@ def test_work_past_the_grace_period_is_logged_as_lost(tmp_path: Path) -> None:
     assert not out.exists()
     assert "deferred callback 'report' was lost" in stderr
     assert "correlation_id=exit-cid" in stderr
+
+
+def test_a_rescuer_takes_over_unfinished_work_instead_of_losing_it() -> None:
+    release = threading.Event()
+    taken: list[str] = []
+
+    def rescuer(callback: DeferredCallback) -> bool:
+        if callback.name == "durable":
+            taken.append(callback.correlation_id)
+            return True
+        return False
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        defer(release.wait, 10, name="durable")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    _runtime.add_rescuer(rescuer)
+    try:
+        body = DeferMiddleware(app)({"HTTP_X_CORRELATION_ID": "rescue-cid"}, lambda *a: None)
+        assert b"".join(body) == b"ok"
+        body.close()  # type: ignore[attr-defined]
+        assert afterward.drain_sync(0.1) is True  # nothing lost: it was taken over
+        assert taken == ["rescue-cid"]
+        assert afterward.stats()["defer.rescued"] == 1
+        assert "defer.lost" not in afterward.stats()
+    finally:
+        _runtime._rescuers.remove(rescuer)
+        release.set()
+        afterward.drain_sync(5)

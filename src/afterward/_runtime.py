@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from afterward import _loop
@@ -30,7 +31,7 @@ from afterward._threads import DaemonExecutor
 if TYPE_CHECKING:
     from afterward.defer import DeferredCallback, DeferScope
 
-__all__ = ["drain", "drain_sync", "start_run"]
+__all__ = ["add_rescuer", "drain", "drain_sync", "start_run"]
 
 logger = logging.getLogger("afterward.defer")
 
@@ -84,6 +85,16 @@ _runs_lock = threading.Lock()
 #: scope -> (loop running it, future completed when the run ends)
 _runs: dict[DeferScope, tuple[asyncio.AbstractEventLoop, concurrent.futures.Future[None]]] = {}
 _atexit_registered = False
+#: Asked, for each callback still unfinished when a drain times out, whether they can
+#: take it over (e.g. the jobs part moves a deferred job to the durable queue).
+_rescuers: list[Callable[[DeferredCallback], bool]] = []
+
+
+def add_rescuer(rescuer: Callable[[DeferredCallback], bool]) -> None:
+    """Register ``rescuer`` (once): at the end of a drain's grace period it is offered
+    each unfinished callback and returns ``True`` if it took the work over durably."""
+    if rescuer not in _rescuers:
+        _rescuers.append(rescuer)
 
 
 async def _call(callback: DeferredCallback) -> None:
@@ -180,10 +191,24 @@ def _pending_runs() -> list[
         return [(scope, loop, done) for scope, (loop, done) in _runs.items()]
 
 
+def _rescued(callback: DeferredCallback) -> bool:
+    for rescuer in _rescuers:
+        try:
+            if rescuer(callback):
+                return True
+        except Exception:
+            logger.exception("rescuing deferred callback %r failed", callback.name)
+    return False
+
+
 def _report_lost() -> int:
     lost = 0
     for scope, _, _ in _pending_runs():
         for callback in scope._unfinished():
+            if _rescued(callback):
+                callback.state = "rescued"
+                incr("defer.rescued")
+                continue
             callback.state = "lost"
             lost += 1
             incr("defer.lost")

@@ -24,7 +24,7 @@ from afterward._transactions import _providers, current_transaction
 __all__ = ["DeferScope", "DeferredCallback", "defer", "drain", "drain_sync", "forget", "scope"]
 
 CallbackState = Literal[
-    "pending", "running", "done", "failed", "skipped", "forgotten", "replaced", "lost"
+    "pending", "running", "done", "failed", "skipped", "forgotten", "replaced", "lost", "rescued"
 ]
 
 
@@ -36,8 +36,9 @@ class DeferredCallback:
         always: whether it runs even when the response failed.
         correlation_id: the ID bound when it was deferred; bound again while it runs.
         state: ``"pending"``, ``"running"``, ``"done"``, ``"failed"``, ``"skipped"``
-            (the response failed), ``"forgotten"``, ``"replaced"`` or ``"lost"``
-            (unfinished at the end of the shutdown grace period).
+            (the response failed), ``"forgotten"``, ``"replaced"``, ``"lost"``
+            (unfinished at the end of the shutdown grace period) or ``"rescued"`` (taken
+            over then, e.g. a deferred job moved to the durable queue).
     """
 
     __slots__ = ("always", "args", "correlation_id", "fn", "kwargs", "name", "state")
