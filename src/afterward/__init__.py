@@ -4,6 +4,8 @@ The names below are the public contract (``docs/`` has the guides). Parts with h
 dependencies live in subpackages imported on first use.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from afterward._config import Settings, configure
 from afterward._context import correlate, correlation_id
 from afterward._exceptions import (
@@ -13,6 +15,7 @@ from afterward._exceptions import (
     ConfigError,
     DispatchError,
     InvalidCallbackError,
+    InvalidRequestError,
     JobError,
     NoScopeError,
     NotFoundError,
@@ -25,6 +28,9 @@ from afterward._exceptions import (
 from afterward._stats import stats
 from afterward.defer import DeferredCallback, DeferScope, defer, drain, drain_sync, forget, scope
 
+if TYPE_CHECKING:
+    from afterward import http
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "DeferredCallback",
     "DispatchError",
     "InvalidCallbackError",
+    "InvalidRequestError",
     "JobError",
     "NoScopeError",
     "NotFoundError",
@@ -52,6 +59,17 @@ __all__ = [
     "drain",
     "drain_sync",
     "forget",
+    "http",
     "scope",
     "stats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `afterward.http` needs httpx and aiohttp (the `http` extra): import it on first use
+    # so `import afterward` works, and stays fast, without them.
+    if name == "http":
+        import importlib
+
+        return importlib.import_module("afterward.http")
+    raise AttributeError(f"module 'afterward' has no attribute {name!r}")

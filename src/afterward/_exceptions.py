@@ -9,8 +9,10 @@ The tree::
     ├── TaskError                           a concurrency task raised (.index, .error)
     ├── TaskTimeout (TimeoutError)          concurrency.run exceeded its timeout
     ├── StrayRequestError                   a faked HTTP client saw an unmatched request
+    ├── InvalidRequestError (TypeError)     http.pool()/batch() given something not a request
     ├── JobError
-    │   └── DispatchError (ValueError)      a job cannot be dispatched (arguments, path)
+    │   ├── DispatchError (ValueError)      a job cannot be dispatched (arguments, path)
+    │   └── JobTimeout (TimeoutError)       a job attempt exceeded its timeout
     ├── BackendError                        a backend failed (.backend)
     │   └── BackendUnavailable              the backend cannot be reached
     ├── PublishError (ValueError)           bad event: topic, data, size (.topic)
@@ -30,7 +32,9 @@ __all__ = [
     "ConfigError",
     "DispatchError",
     "InvalidCallbackError",
+    "InvalidRequestError",
     "JobError",
+    "JobTimeout",
     "NoScopeError",
     "NotFoundError",
     "PublishError",
@@ -79,12 +83,21 @@ class StrayRequestError(AfterwardError):
     """A request matched no fake while stray requests are prevented."""
 
 
+class InvalidRequestError(AfterwardError, TypeError):
+    """``http.pool``/``http.batch`` got something other than requests in a dict or list,
+    or a request got an argument httpx does not take; raised before anything is sent."""
+
+
 class JobError(AfterwardError):
     """Base class of job errors."""
 
 
 class DispatchError(JobError, ValueError):
     """A job cannot be dispatched (arguments not JSON, class not importable...)."""
+
+
+class JobTimeout(JobError, TimeoutError):
+    """One attempt of a job ran longer than the job's ``timeout``."""
 
 
 class BackendError(AfterwardError):

@@ -2,6 +2,8 @@
 
 - ``afterward_scope``: a defer scope open for the whole test; deferred work runs when
   the test ends, or at once with ``afterward_scope.run_now()``.
+- ``afterward_http``: every ``afterward.http`` request faked, stray requests prevented
+  (see :mod:`afterward.testing._http`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from afterward.defer import DeferScope
+from afterward.testing._http import afterward_http
 
-__all__ = ["afterward_scope"]
+__all__ = ["afterward_http", "afterward_scope"]
 
 
 @pytest.fixture

@@ -1,0 +1,127 @@
+"""A real uvicorn server for the HTTP tests, and a clean ``afterward.http`` per test."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from afterward.http import _client
+from tests.support import serve_asgi
+
+
+@dataclass
+class ServerState:
+    """What the server saw, per ``tag`` query parameter (tests use unique tags)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    inflight: Counter[str] = field(default_factory=Counter)
+    max_inflight: Counter[str] = field(default_factory=Counter)
+    ports: defaultdict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    correlation_ids: defaultdict[str, list[str | None]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    gate: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Server:
+    url: str
+    state: ServerState
+
+
+def _app(state: ServerState) -> Starlette:
+    def seen(request: Request) -> str:
+        tag = request.query_params.get("tag", "")
+        with state.lock:
+            assert request.client is not None
+            state.ports[tag].add(request.client.port)
+            state.correlation_ids[tag].append(request.headers.get("x-correlation-id"))
+        return tag
+
+    async def echo(request: Request) -> JSONResponse:
+        seen(request)
+        return JSONResponse(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": dict(request.headers),
+                "body": (await request.body()).decode(),
+            }
+        )
+
+    async def delay(request: Request) -> JSONResponse:
+        tag = seen(request)
+        with state.lock:
+            state.inflight[tag] += 1
+            state.max_inflight[tag] = max(state.max_inflight[tag], state.inflight[tag])
+        try:
+            await asyncio.sleep(int(request.path_params["ms"]) / 1000)
+        finally:
+            with state.lock:
+                state.inflight[tag] -= 1
+        return JSONResponse({"slept": int(request.path_params["ms"])})
+
+    async def status(request: Request) -> Response:
+        seen(request)
+        return Response(b"status", status_code=int(request.path_params["code"]))
+
+    async def hang(request: Request) -> Response:
+        await asyncio.to_thread(state.release.wait, 10)  # past any client timeout here
+        return Response(b"too late")
+
+    async def gate(request: Request) -> Response:
+        seen(request)
+        opened = await asyncio.to_thread(state.gate.wait, 20)
+        return Response(b"open" if opened else b"shut", status_code=200 if opened else 504)
+
+    async def drop(scope: Any, receive: Any, send: Any) -> None:
+        # Promise 1000 bytes, send 7, and return: uvicorn closes the connection.
+        headers = [(b"content-length", b"1000")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+
+    return Starlette(
+        routes=[
+            Route("/echo", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+            Route("/echo/{rest:path}", echo, methods=["GET", "POST"]),
+            Route("/delay/{ms:int}", delay),
+            Route("/status/{code:int}", status, methods=["GET", "POST"]),
+            Route("/hang", hang),
+            Route("/gate", gate),
+            Mount("/drop", app=drop),
+        ]
+    )
+
+
+@pytest.fixture(scope="package")
+def server() -> Iterator[Server]:
+    """One uvicorn for the whole package; tests tell their requests apart by ``tag``."""
+    state = ServerState()
+    with serve_asgi(_app(state), timeout_graceful_shutdown=2) as url:
+        try:
+            yield Server(url, state)
+        finally:
+            state.gate.set()
+            state.release.set()
+
+
+@pytest.fixture(autouse=True)
+def _default_http_settings() -> Iterator[None]:
+    saved = (_client.settings.base_url, _client.settings.timeout, _client.settings.headers)
+    saved_client = _client.settings.client
+    yield
+    s = _client.settings
+    s.base_url, s.timeout, s.headers = saved
+    s.client = saved_client
