@@ -17,6 +17,7 @@ from afterward._exceptions import (
     InvalidCallbackError,
     InvalidRequestError,
     JobError,
+    JobTimeout,
     NoScopeError,
     NotFoundError,
     PublishError,
@@ -29,7 +30,9 @@ from afterward._stats import stats
 from afterward.defer import DeferredCallback, DeferScope, defer, drain, drain_sync, forget, scope
 
 if TYPE_CHECKING:
-    from afterward import http
+    from afterward import concurrency, http
+    from afterward.events import DeadLetter, Event, EventBus
+    from afterward.jobs import Job, job
 
 __version__ = "0.1.0"
 
@@ -38,12 +41,17 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "ConfigError",
+    "DeadLetter",
     "DeferScope",
     "DeferredCallback",
     "DispatchError",
+    "Event",
+    "EventBus",
     "InvalidCallbackError",
     "InvalidRequestError",
+    "Job",
     "JobError",
+    "JobTimeout",
     "NoScopeError",
     "NotFoundError",
     "PublishError",
@@ -52,6 +60,7 @@ __all__ = [
     "StrayRequestError",
     "TaskError",
     "TaskTimeout",
+    "concurrency",
     "configure",
     "correlate",
     "correlation_id",
@@ -60,16 +69,31 @@ __all__ = [
     "drain_sync",
     "forget",
     "http",
+    "job",
     "scope",
     "stats",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # `afterward.http` needs httpx and aiohttp (the `http` extra): import it on first use
-    # so `import afterward` works, and stays fast, without them.
-    if name == "http":
-        import importlib
+# Parts with heavier imports (httpx and aiohttp, the event bus, subprocess-based jobs)
+# load on first use, so `import afterward` stays fast and works without the extras.
+# name -> (module, attribute in it, or None for the module itself)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "http": ("afterward.http", None),
+    "concurrency": ("afterward.concurrency", None),
+    "Job": ("afterward.jobs", "Job"),
+    "job": ("afterward.jobs", "job"),
+    "DeadLetter": ("afterward.events", "DeadLetter"),
+    "Event": ("afterward.events", "Event"),
+    "EventBus": ("afterward.events", "EventBus"),
+}
 
-        return importlib.import_module("afterward.http")
-    raise AttributeError(f"module 'afterward' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'afterward' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)

@@ -20,10 +20,14 @@ class Settings:
             waits its turn (never delays a response).
         grace_period: seconds to let deferred work finish at shutdown before it is
             logged as lost.
+        default_connection: where ``Job.dispatch()`` sends a job when no
+            ``connection=`` is given: ``"deferred"``, ``"sync"``, ``"background"``,
+            ``"queue"`` or any registered name (checked at dispatch).
     """
 
     max_concurrency: int = 64
     grace_period: float = 10.0
+    default_connection: str = "deferred"
 
 
 settings = Settings()
@@ -37,9 +41,14 @@ def _is_seconds(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
 _VALIDATORS: dict[str, tuple[Callable[[object], bool], str]] = {
     "max_concurrency": (_is_int_at_least_one, "an int >= 1"),
     "grace_period": (_is_seconds, "a number of seconds >= 0"),
+    "default_connection": (_is_name, "a non-empty string naming a job connection"),
 }
 
 

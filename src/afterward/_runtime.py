@@ -31,7 +31,7 @@ from afterward._threads import DaemonExecutor
 if TYPE_CHECKING:
     from afterward.defer import DeferredCallback, DeferScope
 
-__all__ = ["add_rescuer", "drain", "drain_sync", "start_run"]
+__all__ = ["add_exit_hook", "add_rescuer", "drain", "drain_sync", "start_run"]
 
 logger = logging.getLogger("afterward.defer")
 
@@ -84,7 +84,6 @@ _executor = DaemonExecutor(max_workers=256, name="afterward-defer")
 _runs_lock = threading.Lock()
 #: scope -> (loop running it, future completed when the run ends)
 _runs: dict[DeferScope, tuple[asyncio.AbstractEventLoop, concurrent.futures.Future[None]]] = {}
-_atexit_registered = False
 #: Asked, for each callback still unfinished when a drain times out, whether they can
 #: take it over (e.g. the jobs part moves a deferred job to the durable queue).
 _rescuers: list[Callable[[DeferredCallback], bool]] = []
@@ -163,7 +162,6 @@ def start_run(scope: DeferScope, *, background: bool = False) -> concurrent.futu
     the caller's event loop when there is one (the ASGI server's loop), else (or with
     ``background=True``) on afterward's background loop.
     """
-    global _atexit_registered
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
     loop: asyncio.AbstractEventLoop | None = None
     if not background:
@@ -172,9 +170,6 @@ def start_run(scope: DeferScope, *, background: bool = False) -> concurrent.futu
         except RuntimeError:
             loop = None
     with _runs_lock:
-        if not _atexit_registered:
-            atexit.register(_drain_at_exit)
-            _atexit_registered = True
         _runs[scope] = (loop or _loop.background_loop(), done)
     if loop is not None:
         task = loop.create_task(_tracked(scope, done))
@@ -259,5 +254,24 @@ def drain_sync(timeout: float | None = None) -> bool:
     return _report_lost() == 0
 
 
+#: Run at interpreter exit after the drain (e.g. jobs hand their waiting retries to the
+#: durable queue).
+_exit_hooks: list[Callable[[], object]] = []
+
+
+def add_exit_hook(hook: Callable[[], object]) -> None:
+    """Register ``hook`` (once) to run at interpreter exit, after deferred work drained."""
+    if hook not in _exit_hooks:
+        _exit_hooks.append(hook)
+
+
 def _drain_at_exit() -> None:
     drain_sync()
+    for hook in _exit_hooks:
+        try:
+            hook()
+        except Exception:
+            logger.exception("afterward exit hook %r failed", hook)
+
+
+atexit.register(_drain_at_exit)

@@ -32,6 +32,10 @@ def stats() -> dict[str, int]:
       or an exception) and they were not ``always=True``.
     - ``defer.rolled_back``: callbacks dropped because their transaction rolled back.
     - ``defer.lost``: callbacks still unfinished when the shutdown grace period ended.
+    - ``defer.rescued``: unfinished at the end of the grace period but taken over
+      durably (a deferred job moved to the queue).
+    - ``jobs.dispatched`` / ``jobs.completed`` / ``jobs.failed``: jobs dispatched, that
+      succeeded, that failed every try; ``jobs.attempts_failed`` counts failed attempts.
     - ``hooks.failed``: user hooks (HTTP batch hooks, ``on_lag`` callbacks...) that raised.
 
     Example:

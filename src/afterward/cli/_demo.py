@@ -1,92 +1,77 @@
-"""``afterward demo``: a small shop whose checkout answers first and works afterward."""
+"""``afterward demo``: the sample shop (the app itself lives in :mod:`afterward.demo`)."""
 
 from __future__ import annotations
 
-import asyncio
-import statistics
-import threading
-import time
-
 import click
 
-__all__ = ["run_demo"]
-
-WORK_SECONDS = 0.2  # each of the four after-response tasks
+__all__ = ["demo"]
 
 
-def build_app() -> object:
-    """The demo ASGI app: ``POST /checkout`` defers four slow calls."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--db", default=None, metavar="PATH", help="SQLite file of the bus (default: a temp file)."
+)
+@click.option(
+    "--fail-rate",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Chance that a deferred service call fails and that the mail provider "
+    "is down for an order (its notification then dead-letters).",
+)
+@click.option("--seed", default=None, type=int, help="Seed the simulation, for repeatable runs.")
+@click.option(
+    "--token",
+    envvar="AFTERWARD_DASHBOARD_TOKEN",
+    default=None,
+    help="Dashboard token (generated and printed when not given).",
+)
+@click.option(
+    "--load",
+    default=0,
+    type=click.IntRange(0),
+    metavar="N",
+    help="Fire N checkouts with afterward and N inline, print the latency table, exit.",
+)
+@click.option(
+    "--concurrency",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="With --load: checkouts in flight at once.",
+)
+def demo(
+    host: str,
+    port: int,
+    db: str | None,
+    fail_rate: float,
+    seed: int | None,
+    token: str | None,
+    load: int,
+    concurrency: int,
+) -> None:
+    """Run the sample shop on 127.0.0.1:8000: checkout pays inline, answers, and does
+    inventory, warehouse, analytics, CRM and three event consumers afterward; the
+    dashboard is at /afterward. Prints one line per checkout: response time against
+    the time the deferred work took.
 
-    from afterward import correlation_id, defer
-    from afterward.integrations.asgi import DeferMiddleware
+    \b
+    Examples:
+        afterward demo
+        afterward demo --port 8001 --fail-rate 0.5 --seed 7
+        afterward demo --load 200          # p50/p99: afterward vs the same work inline
+    """
+    from afterward.demo import run_demo
 
-    async def slow_call(service: str, started: float, log: bool) -> None:
-        await asyncio.sleep(WORK_SECONDS)
-        if log and service == "crm":
-            click.echo(
-                f"  deferred work for {correlation_id()} finished "
-                f"{(time.perf_counter() - started) * 1000:7.1f} ms after the request began"
-            )
-
-    async def checkout(request: Request) -> JSONResponse:
-        started = time.perf_counter()
-        body = await request.json() if await request.body() else {}
-        for service in ("inventory", "warehouse", "analytics", "crm"):
-            defer(slow_call, service, started, request.app.state.verbose, name=service)
-        order = {"order": 1, "sku": body.get("sku", "A1"), "correlation_id": correlation_id()}
-        if request.app.state.verbose:
-            click.echo(
-                f"checkout {correlation_id()}: answered in "
-                f"{(time.perf_counter() - started) * 1000:6.1f} ms; "
-                f"4 x {WORK_SECONDS * 1000:.0f} ms of work deferred"
-            )
-        return JSONResponse(order)
-
-    app = Starlette(routes=[Route("/checkout", checkout, methods=["POST"])])
-    app.state.verbose = True
-    return DeferMiddleware(app)
-
-
-def _load(url: str, count: int) -> list[float]:
-    import http.client
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    timings = []
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
-    for _ in range(count):
-        started = time.perf_counter()
-        connection.request("POST", "/checkout", body=b'{"sku": "A1"}')
-        connection.getresponse().read()
-        timings.append((time.perf_counter() - started) * 1000)
-    connection.close()
-    return timings
-
-
-def run_demo(host: str, port: int, requests: int) -> None:
-    """Serve the demo; with ``requests`` > 0, load it, print the figures and stop."""
-    import uvicorn
-
-    config = uvicorn.Config(build_app(), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    if not requests:
-        click.echo(f"afterward demo on http://{host}:{port}  (POST /checkout)")
-        click.echo(f'  try: curl -X POST http://{host}:{port}/checkout -d \'{{"sku": "A1"}}\'')
-        server.run()
-        return
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    timings = _load(f"http://{host}:{port}", requests)
-    server.should_exit = True
-    thread.join()
-    click.echo(
-        f"{requests} checkouts: response p50 {statistics.median(timings):.1f} ms, "
-        f"max {max(timings):.1f} ms; inline the same work would take "
-        f"{4 * WORK_SECONDS * 1000:.0f} ms each"
+    run_demo(
+        host=host,
+        port=port,
+        db=db,
+        fail_rate=fail_rate,
+        seed=seed,
+        token=token,
+        load=load,
+        concurrency=concurrency,
     )

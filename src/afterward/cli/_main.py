@@ -1,36 +1,68 @@
-"""``afterward``: the command group and its commands."""
+"""``afterward``: the command group, its error handling and its commands."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
+from typing import Any
+
 import click
+
+from afterward.cli._output import CliError, one_line
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AfterwardGroup(click.Group):
+    """A click group that turns afterward's errors into one line and exit status 1.
+
+    Users see ``Error: no dead letter with ID 'x'``, not a traceback; unexpected bugs
+    still raise, so they can be reported with their traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from afterward._exceptions import AfterwardError
+
+        try:
+            return super().invoke(ctx)
+        except AfterwardError as exc:
+            raise CliError(one_line(exc)) from exc
+        except json.JSONDecodeError as exc:
+            raise CliError(f"malformed JSON: {one_line(exc)}") from exc
+        except (ConnectionError, TimeoutError) as exc:
+            raise CliError(f"cannot reach the bus: {one_line(exc)}") from exc
+
+
+@click.group(cls=AfterwardGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="afterward")
 def main() -> None:
-    """afterward: answer users first, do the rest afterward."""
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--requests",
-    "requests_",
-    default=0,
-    type=click.IntRange(0),
-    help="Send this many requests to the demo, print the table and exit.",
-)
-def demo(host: str, port: int, requests_: int) -> None:
-    """Run the sample app on 127.0.0.1:8000 and print, per request, the response time
-    against the time its deferred work took.
+    """afterward: answer users first, do the rest afterward.
 
     \b
-    Example:
-        afterward demo --port 8001
+    Examples:
+        afterward demo                       # the sample shop on 127.0.0.1:8000
+        afterward dashboard --bus sqlite:///shop.db
+        afterward dlq list --json
     """
-    from afterward.cli._demo import run_demo
 
-    run_demo(host, port, requests_)
+
+def _register() -> None:
+    from afterward.cli._dashboard import dashboard
+    from afterward.cli._demo import demo
+    from afterward.cli._dlq import dlq
+    from afterward.cli._events import events
+    from afterward.cli._failed import failed
+
+    for command in (demo, dashboard, events, dlq, failed):
+        main.add_command(command)
+    if importlib.util.find_spec("afterward.cli._worker") is None:  # pragma: no cover
+        return  # `worker` and `consume` come with the event bus
+    _worker = importlib.import_module("afterward.cli._worker")
+    for name in ("worker", "consume"):
+        extra = getattr(_worker, name, None)
+        if isinstance(extra, click.Command):
+            main.add_command(extra, name)
+
+
+_register()

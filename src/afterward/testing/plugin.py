@@ -4,6 +4,11 @@
   the test ends, or at once with ``afterward_scope.run_now()``.
 - ``afterward_http``: every ``afterward.http`` request faked, stray requests prevented
   (see :mod:`afterward.testing._http`).
+- ``afterward_jobs``: job dispatches recorded instead of run, with
+  ``assert_dispatched`` / ``assert_not_dispatched`` / ``run_all``
+  (see :mod:`afterward.testing._jobs`).
+- ``afterward_bus``: a private ``memory://`` event bus with ``assert_published``
+  (see :mod:`afterward.testing._bus`).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from collections.abc import Iterator
 import pytest
 
 from afterward.defer import DeferScope
+from afterward.testing._bus import afterward_bus
 from afterward.testing._http import afterward_http
+from afterward.testing._jobs import afterward_jobs
 
-__all__ = ["afterward_http", "afterward_scope"]
+__all__ = ["afterward_bus", "afterward_http", "afterward_jobs", "afterward_scope"]
 
 
 @pytest.fixture

@@ -1,0 +1,234 @@
+"""Kafka: afterward's Kafka backend against raw aiokafka and FastStream, same broker, same run.
+
+Three measurements of 100,000 small JSON events on a tansu broker this benchmark starts
+(memory storage, 127.0.0.1, 4 partitions):
+
+1. Produce throughput: events/s until every send is acknowledged.
+2. Consume throughput with commits: events/s for one consumer group reading everything,
+   committing offsets after each batch it handled.
+3. End to end: from the first publish to the last event handled, producer and consumer
+   running together.
+
+Raw aiokafka is the floor every other row is compared with (ratio = row / raw, higher is
+better). afterward's rows run with its guarantees on (processed-ID store, per-key order,
+dead letters); FastStream runs with its defaults plus manual commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench._table import table
+
+__all__ = ["run"]
+
+EVENTS = 100_000
+PARTITIONS = 4
+
+Measure = Callable[[str, str], Awaitable[float]]
+
+
+def _payload(n: int) -> bytes:
+    return json.dumps({"order_id": n, "total": 10.5, "currency": "EUR"}).encode()
+
+
+async def _create_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+async def _raw_fill(bootstrap: str, topic: str) -> float:
+    """Produce EVENTS with raw aiokafka; returns the seconds it took."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [
+            await producer.send(topic, _payload(n), key=f"key-{n % 1000}".encode())
+            for n in range(EVENTS)
+        ]
+        await asyncio.gather(*futures)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def raw_produce(bootstrap: str, topic: str) -> float:
+    """Events/s produced by raw aiokafka."""
+    return EVENTS / await _raw_fill(bootstrap, topic)
+
+
+async def _raw_consume_all(bootstrap: str, topic: str, expected: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    await consumer.start()
+    try:
+        started = time.perf_counter()
+        seen = 0
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            for messages in batches.values():
+                for message in messages:
+                    json.loads(message.value)  # a handler would at least decode it
+                seen += len(messages)
+            if batches:
+                await consumer.commit(
+                    {tp: messages[-1].offset + 1 for tp, messages in batches.items()}
+                )
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def raw_consume(bootstrap: str, topic: str) -> float:
+    """Events/s consumed (with commits) by raw aiokafka from a pre-filled topic."""
+    await _raw_fill(bootstrap, topic)
+    return EVENTS / await _raw_consume_all(bootstrap, topic, EVENTS)
+
+
+async def raw_end_to_end(bootstrap: str, topic: str) -> float:
+    """Events/s from first publish to last handled, raw aiokafka."""
+    started = time.perf_counter()
+    consumer = asyncio.create_task(_raw_consume_all(bootstrap, topic, EVENTS))
+    await _raw_fill(bootstrap, topic)
+    await consumer
+    return EVENTS / (time.perf_counter() - started)
+
+
+async def _faststream_fill(broker: Any, topic: str) -> float:
+    started = time.perf_counter()
+    futures = [
+        await broker.publish(_payload(n), topic, key=f"key-{n % 1000}".encode(), no_confirm=True)
+        for n in range(EVENTS)
+    ]
+    await asyncio.gather(*futures)
+    return time.perf_counter() - started
+
+
+async def faststream_produce(bootstrap: str, topic: str) -> float:
+    """Events/s published by FastStream (confirmations gathered, not awaited one by one)."""
+    from faststream.kafka import KafkaBroker
+
+    broker = KafkaBroker(bootstrap, acks="all", linger_ms=5, logger=None)
+    await broker.start()
+    try:
+        return EVENTS / await _faststream_fill(broker, topic)
+    finally:
+        await broker.stop()
+
+
+async def _faststream_consume(bootstrap: str, topic: str, fill: bool) -> float:
+    from faststream import AckPolicy
+    from faststream.kafka import KafkaBroker
+
+    broker = KafkaBroker(bootstrap, acks="all", linger_ms=5, logger=None)
+    done = asyncio.Event()
+    seen = 0
+
+    @broker.subscriber(
+        topic,
+        group_id=f"faststream-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    async def handle(body: dict[str, Any]) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == EVENTS:
+            done.set()
+
+    if not fill:
+        await _raw_fill(bootstrap, topic)
+    await broker.start()
+    try:
+        started = time.perf_counter()
+        if fill:
+            await _faststream_fill(broker, topic)
+        await done.wait()
+        return EVENTS / (time.perf_counter() - started)
+    finally:
+        await broker.stop()
+
+
+async def faststream_consume(bootstrap: str, topic: str) -> float:
+    """Events/s a FastStream subscriber handles (commit after each message) from a full topic."""
+    return await _faststream_consume(bootstrap, topic, fill=False)
+
+
+async def faststream_end_to_end(bootstrap: str, topic: str) -> float:
+    """Events/s from first publish to last handled, FastStream publisher and subscriber."""
+    return await _faststream_consume(bootstrap, topic, fill=True)
+
+
+def _rows(bootstrap: str, contenders: dict[str, dict[str, Measure]]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    raw = contenders["raw aiokafka"]
+    for measurement in raw:
+        floor: float | None = None
+        for name, measures in contenders.items():
+            if measurement not in measures:
+                continue
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            asyncio.run(_create_topic(bootstrap, topic))
+            rate = asyncio.run(measures[measurement](bootstrap, topic))
+            floor = floor or rate
+            rows.append([measurement, name, round(rate), f"{rate / floor:.2f}"])
+    return rows
+
+
+def _contenders() -> dict[str, dict[str, Measure]]:
+    contenders: dict[str, dict[str, Measure]] = {
+        "raw aiokafka": {
+            "produce": raw_produce,
+            "consume + commit": raw_consume,
+            "end to end": raw_end_to_end,
+        }
+    }
+    try:
+        import faststream.kafka  # noqa: F401
+    except ImportError:
+        pass  # FastStream is optional for this benchmark: `pip install 'faststream[kafka]'`
+    else:
+        contenders["FastStream"] = {
+            "produce": faststream_produce,
+            "consume + commit": faststream_consume,
+            "end to end": faststream_end_to_end,
+        }
+    return contenders
+
+
+def run() -> str:
+    """Start tansu, measure every contender, return the Markdown table."""
+    from tests.events.kafka_broker import running_tansu
+
+    with running_tansu() as broker:
+        rows = _rows(broker.bootstrap, _contenders())
+    return table(
+        f"Kafka: {EVENTS:,} events on tansu (4 partitions), events/s",
+        ["measurement", "contender", "events/s", "ratio to raw"],
+        rows,
+    )

@@ -1,0 +1,68 @@
+"""Opening the event bus named by ``--bus`` for one CLI command."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from afterward.cli._output import CliError, one_line
+
+if TYPE_CHECKING:
+    from afterward.events import EventBus
+
+__all__ = ["load_bus", "open_bus"]
+
+
+@asynccontextmanager
+async def open_bus(url: str | None, app: str | None = None) -> AsyncIterator[EventBus]:
+    """Connect to the bus at ``url`` (the default bus when ``None``) and close it after.
+
+    With ``app`` (``MODULE:ATTRIBUTE``), use that bus object instead: your app's bus,
+    with its subscribers, which dead-letter retries need.
+
+    Raises:
+        CliError: the URL is malformed or names an unknown scheme, or the backend's
+            server cannot be reached; the message is one line.
+    """
+    from afterward._exceptions import AfterwardError
+    from afterward.events import EventBus
+
+    if app is not None:
+        bus = load_bus(app)
+        async with bus:
+            yield bus
+        return
+    try:
+        bus = EventBus(url) if url else EventBus()
+    except (AfterwardError, ValueError, ImportError) as exc:  # ImportError: a missing extra
+        raise CliError(f"cannot use bus URL {url!r}: {one_line(exc)}") from exc
+    async with bus:
+        yield bus
+
+
+def load_bus(spec: str) -> Any:
+    """Import ``module:attribute`` (your app's bus, with its subscribers) and return it.
+
+    Raises:
+        CliError: the module cannot be imported or has no such attribute.
+    """
+    import importlib
+    import sys
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CliError(f"{spec!r} is not MODULE:ATTRIBUTE (e.g. myapp.events:bus)")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the current directory is importable
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"cannot import {module_name!r}: {one_line(exc)}") from exc
+    try:
+        target = module
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except AttributeError as exc:
+        raise CliError(f"{module_name!r} has no attribute {attribute!r}") from exc
+    return target

@@ -1,0 +1,105 @@
+"""``afterward dashboard``: serve the web dashboard for a bus."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import click
+
+from afterward.cli._bus import load_bus
+from afterward.cli._output import CliError, bus_option, one_line
+from afterward.cli._serve import bind, url_of
+from afterward.dashboard._auth import is_loopback
+
+__all__ = ["dashboard"]
+
+
+@click.command()
+@bus_option
+@click.option(
+    "--app",
+    "app_spec",
+    default=None,
+    metavar="MODULE:BUS",
+    help="Use your app's bus object (with its subscribers, so retries run them).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="AFTERWARD_DASHBOARD_TOKEN",
+    default=None,
+    help="Access token (env AFTERWARD_DASHBOARD_TOKEN); generated when not given.",
+)
+@click.option("--no-auth", is_flag=True, help="Serve without a token (loopback hosts only).")
+@click.option(
+    "--lag-threshold",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Flag lags at or above this on the overview.",
+)
+def dashboard(
+    bus_url: str | None,
+    app_spec: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    no_auth: bool,
+    lag_threshold: int,
+) -> None:
+    """Serve the web dashboard: throughput and lag, dead letters and failed jobs with
+    retry/discard, a correlation ID's flow, deferred-work counters.
+
+    Every page needs the token printed at start (or --token); --no-auth is refused
+    unless --host is a loopback address.
+
+    \b
+    Examples:
+        afterward dashboard --bus sqlite:///shop.db
+        afterward dashboard --app shop.events:bus --port 9000
+    """
+    if no_auth and not is_loopback(host):
+        raise CliError(f"--no-auth is only allowed on a loopback host, not {host!r}")
+    if no_auth and token:
+        raise CliError("give --token or --no-auth, not both")
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from afterward.dashboard import create_app
+
+    bus = load_bus(app_spec) if app_spec else _make_bus(bus_url)
+    panel = create_app(bus, token=token, auth=not no_auth, lag_threshold=lag_threshold)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with bus:
+            yield
+
+    sock = bind(host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Mount("/", app=panel)], lifespan=lifespan), log_level="warning"
+        )
+    )
+    url = url_of(sock, host) + "/"
+    click.echo(f"afterward dashboard on {url}")
+    if panel.token:
+        click.echo(f"  open: {url}?token={panel.token}")
+        click.echo(f"  or send the header: Authorization: Bearer {panel.token}")
+    else:
+        click.echo("  no authentication (--no-auth): anyone on this machine can use it")
+    server.run(sockets=[sock])
+
+
+def _make_bus(url: str | None) -> Any:
+    from afterward._exceptions import AfterwardError
+    from afterward.events import EventBus
+
+    try:
+        return EventBus(url) if url else EventBus()
+    except (AfterwardError, ValueError, ImportError) as exc:  # ImportError: a missing extra
+        raise CliError(f"cannot use bus URL {url!r}: {one_line(exc)}") from exc

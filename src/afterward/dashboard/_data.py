@@ -1,0 +1,214 @@
+"""What the dashboard shows, read from the bus and this process: samples, lists, flows."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from afterward._stats import stats
+
+__all__ = [
+    "JOB_GROUP_PREFIX",
+    "Sample",
+    "Sampler",
+    "counts_from_bus",
+    "counts_from_stats",
+    "has_failed_jobs",
+    "maybe_await",
+    "read_dead_letters",
+    "read_failed_jobs",
+]
+
+# (kind, group or "", topic) -> running total; kind is "published", "handled" or "failed".
+Counts = dict[tuple[str, str, str], int]
+
+
+async def maybe_await(value: Any) -> Any:
+    """``await`` ``value`` if it is awaitable (backends differ), else return it."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+_KINDS = {"published": "published", "handled": "handled", "dead_lettered": "failed"}
+
+
+def counts_from_stats(snapshot: Mapping[str, int] | None = None) -> Counts:
+    """Event counters from :func:`afterward.stats` in this process.
+
+    Reads the totals ``events.published``, ``events.handled`` and
+    ``events.dead_lettered`` (shown as *failed*), and, when the bus counts them, the
+    finer ``events.<kind>:<topic>`` and ``events.<kind>:<group>:<topic>``.
+    """
+    counts: Counts = {}
+    for key, value in (stats() if snapshot is None else snapshot).items():
+        name, _, rest = key.partition(":")
+        kind = _KINDS.get(name.removeprefix("events.")) if name.startswith("events.") else None
+        if kind is None:
+            continue
+        parts = rest.split(":") if rest else []
+        if not parts:
+            counts[kind, "", "all topics"] = value
+        elif len(parts) == 1:
+            counts[kind, "", parts[0]] = value
+        else:
+            counts[kind, parts[0], ":".join(parts[1:])] = value
+    # Per-topic counters, when present, say more than the totals: keep one or the other.
+    for kind in set(_KINDS.values()):
+        if any(k[0] == kind and k[2] != "all topics" for k in counts):
+            counts.pop((kind, "", "all topics"), None)
+    return counts
+
+
+async def counts_from_bus(bus: Any, lag: Mapping[str, Mapping[str, int]]) -> Counts | None:
+    """Counts read from the bus itself, so they hold across processes and backends.
+
+    For every topic some group reads: *published* is the number of events stored,
+    *handled* per group is how many of them the group has read past (handled, skipped
+    as duplicate or stale, or dead-lettered), *failed* is the dead letters it holds
+    now. ``None`` when the bus cannot count events.
+    """
+    counter = getattr(bus, "event_count", None)
+    if not callable(counter):
+        return None
+    counts: Counts = {}
+    for topic in sorted({t for topics in lag.values() for t in topics}):
+        total = int(await counter(topic))
+        counts["published", "", topic] = total
+        for group, topics in lag.items():
+            if topic in topics:
+                counts["handled", group, topic] = max(0, total - topics[topic])
+                counts["failed", group, topic] = 0
+    reader = getattr(bus, "dead_letters_async", None)
+    for letter in await (reader() if reader else maybe_await(bus.dead_letters())):
+        key = ("failed", letter.group, letter.event.topic)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+@dataclass
+class Sample:
+    """One reading: when, the running totals and the lag per group and topic."""
+
+    at: float
+    counts: Counts
+    lag: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class Sampler:
+    """Readings taken at most every ``interval`` seconds while someone watches.
+
+    The dashboard samples when a page (or its live refresh) asks, not from a background
+    task: mounted inside another app it gets no lifespan of its own, and nobody
+    watching costs nothing. Counts come from ``counts`` when given, else from the bus
+    (:func:`counts_from_bus`), else from this process's :func:`afterward.stats`.
+    """
+
+    def __init__(
+        self,
+        bus: Any,
+        *,
+        interval: float = 2.0,
+        keep: int = 90,
+        counts: Callable[[], Counts] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.interval = interval
+        self.samples: deque[Sample] = deque(maxlen=keep)
+        self._counts = counts
+
+    async def sample(self) -> Sample:
+        """Take a reading unless the last one is fresh; return the newest."""
+        now = time.time()
+        if self.samples and now - self.samples[-1].at < self.interval:
+            return self.samples[-1]
+        lag: dict[str, dict[str, int]] = await self.bus.lag()
+        counts = self._counts() if self._counts else await counts_from_bus(self.bus, lag)
+        if counts is None:
+            counts = counts_from_stats()
+        reading = Sample(now, counts, {g: dict(t) for g, t in lag.items()})
+        self.samples.append(reading)
+        return reading
+
+    def series(self, kind: str) -> list[float]:
+        """Per-interval increments of ``kind`` summed over topics and groups."""
+        totals = [sum(v for k, v in s.counts.items() if k[0] == kind) for s in self.samples]
+        return [max(0, b - a) for a, b in itertools.pairwise(totals)]
+
+    def lag_series(self) -> dict[str, list[float]]:
+        """Lag per ``group/topic`` at each sample kept (0 before a pair first appears)."""
+        pairs = sorted({(g, t) for s in self.samples for g, ts in s.lag.items() for t in ts})
+        return {
+            f"{g}/{t}": [float(s.lag.get(g, {}).get(t, 0)) for s in self.samples] for g, t in pairs
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per (kind, group, topic): total and the increments of the samples kept."""
+        if not self.samples:
+            return []
+        keys = sorted({k for s in self.samples for k in s.counts})
+        rows = []
+        for key in keys:
+            values = [s.counts.get(key, 0) for s in self.samples]
+            rows.append(
+                {
+                    "kind": key[0],
+                    "group": key[1],
+                    "topic": key[2],
+                    "total": values[-1],
+                    "recent": values[-1] - values[0],
+                }
+            )
+        return rows
+
+
+# Queue jobs that used up their tries are stored as dead letters of their worker group
+# (``afterward.worker.<queue>``); they are shown, retried and discarded as failed jobs.
+JOB_GROUP_PREFIX = "afterward.worker."
+
+
+async def read_dead_letters(
+    bus: Any, group: str | None = None, topic: str | None = None, text: str | None = None
+) -> list[Any]:
+    """Dead letters of event handlers (not failed jobs), filtered by group, topic and a
+    substring of the error, the payload or the correlation ID."""
+    reader = getattr(bus, "dead_letters_async", None)  # the sync one blocks on its own loop
+    letters = [
+        d
+        for d in await (reader(group) if reader else maybe_await(bus.dead_letters(group)))
+        if not d.group.startswith(JOB_GROUP_PREFIX)
+    ]
+    needle = (text or "").lower()
+    return [
+        d
+        for d in letters
+        if (topic is None or d.event.topic == topic)
+        and (
+            not needle
+            or needle in str(d.error).lower()
+            or needle in str(d.event.data).lower()
+            or needle in str(d.event.correlation_id).lower()
+        )
+    ]
+
+
+def has_failed_jobs(bus: Any) -> bool:
+    """Whether the bus keeps a failed-jobs store."""
+    return callable(getattr(bus, "failed_jobs", None))
+
+
+async def read_failed_jobs(
+    bus: Any, queue: str | None = None, text: str | None = None
+) -> list[Any]:
+    """Failed jobs (empty when the bus has no failed-jobs store), filtered."""
+    if not has_failed_jobs(bus):
+        return []
+    reader = getattr(bus, "failed_jobs_async", None)  # the sync one blocks on its own loop
+    jobs = list(await (reader(queue) if reader else maybe_await(bus.failed_jobs(queue))))
+    needle = (text or "").lower()
+    return [j for j in jobs if not needle or needle in str(vars(j)).lower()]

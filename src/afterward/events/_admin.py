@@ -1,0 +1,198 @@
+"""Operating a bus: lag and ``on_lag``, replay, dead letters (list, retry, discard).
+
+A base class of :class:`~afterward.events.EventBus`, kept apart so each file reads alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from afterward._exceptions import ConfigError, NotFoundError
+from afterward._loop import run_sync
+from afterward._stats import incr
+from afterward.events._backend import Done, EventLog
+from afterward.events._consume import Subscription, run_handler
+from afterward.events._envelope import DeadLetter, decode_event, validate_topic
+from afterward.events._lag import LagCallback, LagWatch
+
+__all__ = ["BusAdmin"]
+
+T = TypeVar("T")
+
+
+class BusAdmin:
+    """Lag, replay and dead-letter operations of an :class:`~afterward.EventBus`."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+        self._subs: dict[tuple[str, str], Subscription] = {}
+        self._watches: list[LagWatch] = []
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        return run_sync(coro)
+
+    async def _register(self, sub: Subscription) -> dict[int, int]:
+        raise NotImplementedError  # provided by EventBus
+
+    # -- lag --------------------------------------------------------------------------
+
+    async def lag(self) -> dict[str, dict[str, int]]:
+        """Events published but not yet processed, per group and topic.
+
+        Lists every group registered in the backend and every group subscribed on this
+        bus (a subscribed group that never consumed counts from where it will start).
+        Runs the ``on_lag`` checks.
+        """
+        pairs = {(g, t) for g, topics in (await self._log.groups()).items() for t in topics}
+        pairs |= set(self._subs)
+        result: dict[str, dict[str, int]] = {}
+        for group, topic in sorted(pairs):
+            sub = self._subs.get((group, topic))
+            positions = await self._log.positions(group, topic)
+            if positions is None:
+                positions = await self._register(sub) if sub is not None else {}
+            ends = await self._log.end_offsets(topic)
+            lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
+            result.setdefault(group, {})[topic] = lag
+            for watch in self._watches:
+                await watch.check(group, topic, lag)
+        return result
+
+    def lag_sync(self) -> dict[str, dict[str, int]]:
+        """Sync twin of :meth:`lag`."""
+        return self._sync(self.lag())
+
+    def on_lag(self, threshold: int = 10_000, callback: LagCallback | None = None) -> None:
+        """Call ``callback(group, topic, lag)`` when a lag reaches ``threshold``.
+
+        Checked on every :meth:`lag` call and while :meth:`drain`/:meth:`run` consume. It
+        fires when the lag goes from below the threshold to at or above it (the first
+        reading included), and again only after it has dropped below and crossed again.
+        The callback may be sync or async; if it raises, the error is logged and counted
+        (``hooks.failed``).
+        """
+        if callback is None:
+            raise ConfigError("on_lag needs a callback(group, topic, lag)")
+        self._watches.append(LagWatch(threshold, callback))
+
+    # -- replay -----------------------------------------------------------------------
+
+    async def replay(
+        self,
+        topic: str,
+        group: str,
+        *,
+        since: datetime | None = None,
+        from_offset: int | None = None,
+        reprocess: bool = False,
+    ) -> None:
+        """Rewind ``group`` on ``topic`` so its consumers read again from there.
+
+        Args:
+            topic: the topic.
+            group: the group to rewind.
+            since: the first event at or after this time (an aware datetime).
+            from_offset: this offset in every partition of the topic.
+            reprocess: also forget the group's processed IDs (and key versions) for the
+                topic, so events it already handled run again; otherwise they are skipped.
+
+        Raises:
+            ConfigError: neither or both of ``since`` and ``from_offset``, or bad values.
+        """
+        validate_topic(topic)
+        if not isinstance(group, str) or not group:
+            raise ConfigError(f"group must be a non-empty str, got {group!r}")
+        if (since is None) == (from_offset is None):
+            raise ConfigError("replay needs exactly one of since= and from_offset=")
+        if since is not None:
+            if not isinstance(since, datetime) or since.tzinfo is None:
+                raise ConfigError(f"since must be an aware datetime, got {since!r}")
+            positions = await self._log.offsets_for_time(topic, since)
+        else:
+            if isinstance(from_offset, bool) or not isinstance(from_offset, int) or from_offset < 0:
+                raise ConfigError(f"from_offset must be an int >= 0, got {from_offset!r}")
+            ends = await self._log.end_offsets(topic) or {0: 0}
+            positions = {p: min(from_offset, end) for p, end in ends.items()}
+        await self._log.register(group, topic, positions)
+        await self._log.rewind(group, topic, positions, forget=reprocess)
+
+    # -- dead letters -----------------------------------------------------------------
+
+    async def dead_letters_async(self, group: str | None = None) -> list[DeadLetter]:
+        """Async twin of :meth:`dead_letters`."""
+        return [
+            DeadLetter(
+                id=d.id,
+                event=decode_event(d.payload, attempt=d.attempts),
+                group=d.group,
+                error=d.error,
+                traceback=d.traceback,
+                attempts=d.attempts,
+                failed_at=d.failed_at,
+            )
+            for d in await self._log.dead_letters(group)
+        ]
+
+    def dead_letters(self, group: str | None = None) -> list[DeadLetter]:
+        """Dead letters (of ``group`` when given), oldest first."""
+        return self._sync(self.dead_letters_async(group))
+
+    async def retry_dead_letter(self, dead_letter_id: str) -> bool:
+        """Run the dead letter's event through its group's handler again, now.
+
+        The handler sees the original event (same ID, same correlation ID) with the next
+        attempt number. On success the letter leaves the list and the event counts as
+        processed; on failure the letter stays, with the new error and attempt count.
+
+        Returns:
+            True when the handler succeeded.
+
+        Raises:
+            NotFoundError: no dead letter has that ID.
+            ConfigError: no handler of that group and topic is subscribed on this bus.
+        """
+        stored = await self._log.dead_letter(dead_letter_id)
+        if stored is None:
+            raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
+        sub = self._subs.get((stored.group, stored.topic))
+        if sub is None:
+            raise ConfigError(
+                f"cannot retry dead letter {dead_letter_id!r}: no handler of group "
+                f"{stored.group!r} for {stored.topic!r} is subscribed on this bus"
+            )
+        event = decode_event(stored.payload)
+        retry_sub = replace(sub, retries=0)
+        attempts, error, tb = await run_handler(retry_sub, event, stored.attempts + 1)
+        if error is None:
+            await self._log.commit(
+                stored.group, stored.topic, {}, [Done(event.id, event.key, event.version)]
+            )
+            await self._log.delete_dead_letter(dead_letter_id)
+            incr("events.handled")
+            return True
+        await self._log.update_dead_letter(
+            replace(
+                stored, error=f"{type(error).__name__}: {error}", traceback=tb, attempts=attempts
+            )
+        )
+        return False
+
+    def retry_dead_letter_sync(self, dead_letter_id: str) -> bool:
+        """Sync twin of :meth:`retry_dead_letter`."""
+        return self._sync(self.retry_dead_letter(dead_letter_id))
+
+    async def discard_dead_letter(self, dead_letter_id: str) -> None:
+        """Delete a dead letter for good.
+
+        Raises:
+            NotFoundError: no dead letter has that ID.
+        """
+        if not await self._log.delete_dead_letter(dead_letter_id):
+            raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
+
+    def discard_dead_letter_sync(self, dead_letter_id: str) -> None:
+        """Sync twin of :meth:`discard_dead_letter`."""
+        self._sync(self.discard_dead_letter(dead_letter_id))

@@ -1,0 +1,180 @@
+"""One consumer group on one topic: read a batch, run the handler, commit.
+
+The guarantees that are the same on every backend live here, once: duplicates (a
+producer's retried ``id=``, a replay, a redelivery) are skipped against the processed-ID
+store and within the batch; events of one key run in order while different keys may run
+concurrently (``concurrency``); stale versions are skipped and counted; a failing handler
+is retried with backoff and then dead-lettered; the batch's positions, processed IDs
+and key versions are committed together.
+
+Without ``inbox=``, a crash after a handler returned and before the batch commit runs
+that handler again for the same event on redelivery (at-least-once); with ``inbox=``
+the processed ID is written in the handler's own database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from afterward._stats import incr
+from afterward.defer import DeferScope
+from afterward.events._backend import Done, EventLog, StoredDeadLetter, StoredEvent
+from afterward.events._envelope import Event, decode_event
+
+__all__ = ["Handler", "Subscription", "process_batch", "run_handler"]
+
+logger = logging.getLogger("afterward.events")
+
+Handler = Callable[[Event], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A handler subscribed to ``topic`` for ``group``, with its options."""
+
+    topic: str
+    group: str
+    handler: Handler
+    retries: int
+    backoff: tuple[float, ...]
+    concurrency: int
+    start: Literal["earliest", "latest"]
+    inbox: Any = None
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        if not self.backoff:
+            return 0.0
+        return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
+
+
+async def _call(sub: Subscription, event: Event) -> None:
+    async with DeferScope(event.correlation_id):
+        if sub.inbox is not None:
+            from afterward.events._inbox import run_in_inbox
+
+            await run_in_inbox(sub, event)
+        elif inspect.iscoroutinefunction(sub.handler):
+            await sub.handler(event)
+        else:
+            result = await asyncio.to_thread(sub.handler, event)
+            if inspect.isawaitable(result):
+                await result
+
+
+async def run_handler(
+    sub: Subscription, event: Event, first_attempt: int = 1
+) -> tuple[int, BaseException | None, str]:
+    """Run the handler with retries; return (attempts made, last error, its traceback)."""
+    attempt = first_attempt
+    last_attempt = first_attempt + sub.retries
+    while True:
+        try:
+            await _call(sub, event if event.attempt == attempt else replace(event, attempt=attempt))
+            return attempt, None, ""
+        except Exception as exc:
+            tb = traceback.format_exc()
+            logger.warning(
+                "handler %s of group %r failed on event %s (attempt %d): %r",
+                getattr(sub.handler, "__qualname__", sub.handler),
+                sub.group,
+                event.id,
+                attempt,
+                exc,
+                extra={"correlation_id": event.correlation_id},
+            )
+            if attempt >= last_attempt:
+                return attempt, exc, tb
+            incr("events.retried")
+            await asyncio.sleep(sub.delay_before(attempt - first_attempt + 1))
+            attempt += 1
+
+
+class _Batch:
+    def __init__(self, log: EventLog, sub: Subscription, processed: set[str]) -> None:
+        self.log = log
+        self.sub = sub
+        self.seen = processed
+        self.versions: dict[str, int] = {}
+        self.done: list[Done] = []
+
+    async def run_chain(self, chain: Sequence[tuple[StoredEvent, Event]]) -> None:
+        for stored, event in chain:
+            await self.run_one(stored, event)
+
+    async def run_one(self, stored: StoredEvent, event: Event) -> None:
+        if event.id in self.seen:
+            incr("events.duplicate")
+            return
+        self.seen.add(event.id)
+        if event.key is not None and event.version is not None:
+            known = self.versions.get(event.key)
+            if known is not None and known >= event.version:
+                incr("events.stale")
+                self.done.append(Done(event.id))
+                return
+        attempts, error, tb = await run_handler(self.sub, event)
+        if error is None:
+            incr("events.handled")
+            if event.key is not None and event.version is not None:
+                self.versions[event.key] = event.version
+            self.done.append(Done(event.id, event.key, event.version))
+            return
+        incr("events.dead_lettered")
+        await self.log.add_dead_letter(
+            StoredDeadLetter(
+                id=str(uuid.uuid4()),
+                group=self.sub.group,
+                topic=self.sub.topic,
+                payload=stored.payload,
+                error=f"{type(error).__name__}: {error}",
+                traceback=tb,
+                attempts=attempts,
+                failed_at=datetime.now(UTC),
+            )
+        )
+        self.done.append(Done(event.id, processed=False))
+
+
+async def process_batch(
+    log: EventLog, sub: Subscription, stored: Sequence[StoredEvent]
+) -> dict[int, int]:
+    """Handle ``stored`` for ``sub`` and commit; return the new positions."""
+    events = [(s, decode_event(s.payload)) for s in stored]
+    processed = await log.processed(sub.group, list({e.id for _, e in events}))
+    batch = _Batch(log, sub, processed)
+    keys = list({e.key for _, e in events if e.key is not None and e.version is not None})
+    if keys:
+        batch.versions = await log.key_versions(sub.group, sub.topic, keys)
+
+    chains: dict[object, list[tuple[StoredEvent, Event]]] = {}
+    for index, item in enumerate(events):
+        # Keyless events promise no order: each is its own chain.
+        chains.setdefault(item[1].key if item[1].key is not None else index, []).append(item)
+    if sub.concurrency <= 1 or len(chains) == 1:
+        for chain in chains.values():
+            await batch.run_chain(chain)
+    else:
+        limit = asyncio.Semaphore(sub.concurrency)
+
+        async def bounded(chain: list[tuple[StoredEvent, Event]]) -> None:
+            async with limit:
+                await batch.run_chain(chain)
+
+        async with asyncio.TaskGroup() as tasks:
+            for chain in chains.values():
+                tasks.create_task(bounded(chain))
+
+    positions: dict[int, int] = {}
+    for s in stored:
+        positions[s.partition] = max(positions.get(s.partition, 0), s.offset + 1)
+    await log.commit(sub.group, sub.topic, positions, batch.done)
+    return positions

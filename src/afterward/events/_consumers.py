@@ -1,0 +1,217 @@
+"""Consuming: ``subscribe``, ``run``, ``drain``, ``stop`` and ``tail``.
+
+A base class of :class:`~afterward.events.EventBus`. Each (group, topic) consumes in its
+own task: it claims the pair (one consumer process at a time per group and topic,
+renewed while a batch runs), reads a batch from its committed position, hands it to
+:func:`~afterward.events._consume.process_batch`, and checks ``on_lag`` watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Literal, TypeVar
+
+from afterward._exceptions import ConfigError
+from afterward.events._admin import BusAdmin
+from afterward.events._consume import Handler, Subscription, process_batch
+from afterward.events._envelope import Event, decode_event, validate_topic
+
+__all__ = ["Consumers"]
+
+F = TypeVar("F", bound=Handler)
+
+
+class Consumers(BusAdmin):
+    """Subscribing and consuming, for :class:`~afterward.EventBus`."""
+
+    batch_size: int
+    poll_interval: float
+    claim_ttl: float
+    _owner: str
+    _stopping: bool
+    _wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
+
+    async def connect(self) -> None:
+        raise NotImplementedError  # provided by EventBus
+
+    async def relay_outbox(self, database: Any = None) -> int:
+        raise NotImplementedError  # provided by EventBus
+
+    def subscribe(
+        self,
+        topic: str,
+        *,
+        group: str,
+        retries: int = 3,
+        backoff: float | Iterable[float] = (0.1, 1, 5),
+        concurrency: int = 1,
+        start: Literal["earliest", "latest"] = "earliest",
+        inbox: Any = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as ``group``'s handler for ``topic``.
+
+        Args:
+            topic: the topic to consume.
+            group: the consumer group; each group gets every event.
+            retries: extra attempts after a failure (``3`` means up to 4 runs).
+            backoff: seconds before each retry; the last value repeats.
+            concurrency: events of different keys run at most this many at once (same
+                key: always in order). Keyless events then run in any order.
+            start: where a group new to the topic starts: ``"earliest"`` or ``"latest"``.
+            inbox: a SQLAlchemy engine or sessionmaker: run the handler in a transaction
+                there (``event.session``), recording the event ID in it.
+        """
+        validate_topic(topic)
+        if not isinstance(group, str) or not group or len(group) > 249:
+            raise ConfigError(f"group must be a non-empty str, got {group!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
+        delays = (backoff,) if isinstance(backoff, int | float) else tuple(backoff)
+        if any(isinstance(d, bool) or not isinstance(d, int | float) or d < 0 for d in delays):
+            raise ConfigError(f"backoff must be seconds >= 0, got {backoff!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if start not in ("earliest", "latest"):
+            raise ConfigError(f"start must be 'earliest' or 'latest', got {start!r}")
+        if (group, topic) in self._subs:
+            raise ConfigError(f"group {group!r} already has a handler for {topic!r}")
+
+        def register(handler: F) -> F:
+            if not callable(handler):
+                raise ConfigError(f"a handler must be callable, got {handler!r}")
+            self._subs[(group, topic)] = Subscription(
+                topic,
+                group,
+                handler,
+                retries,
+                tuple(map(float, delays)),
+                concurrency,
+                start,
+                inbox,
+            )
+            return handler
+
+        return register
+
+    async def _register(self, sub: Subscription) -> dict[int, int]:
+        positions = await self._log.positions(sub.group, sub.topic)
+        if positions is None:
+            start = await self._log.end_offsets(sub.topic) if sub.start == "latest" else {}
+            await self._log.register(sub.group, sub.topic, start)
+            positions = await self._log.positions(sub.group, sub.topic) or {}
+        return positions
+
+    async def _consume_once(self, sub: Subscription) -> int:
+        """Handle one batch for ``sub``; return how many events were read."""
+        if not await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl):
+            return 0
+        positions = await self._register(sub)
+        stored = await self._log.read(sub.topic, positions, self.batch_size)
+        if not stored:
+            return 0
+        heartbeat = asyncio.create_task(self._keep_claim(sub))
+        try:
+            new_positions = await process_batch(self._log, sub, stored)
+        finally:
+            heartbeat.cancel()
+        if self._watches:
+            ends = await self._log.end_offsets(sub.topic)
+            positions.update(new_positions)
+            lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
+            for watch in self._watches:
+                await watch.check(sub.group, sub.topic, lag)
+        return len(stored)
+
+    async def _keep_claim(self, sub: Subscription) -> None:
+        # A batch may outlast the claim (slow handlers, retries): renew it meanwhile.
+        while True:
+            await asyncio.sleep(self.claim_ttl / 3)
+            await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl)
+
+    def _select(self, groups: Iterable[str] | None) -> list[Subscription]:
+        if isinstance(groups, str):
+            groups = [groups]
+        wanted = None if groups is None else set(groups)
+        subs = [s for s in self._subs.values() if wanted is None or s.group in wanted]
+        if wanted is not None and not wanted <= {s.group for s in subs}:
+            missing = sorted(wanted - {s.group for s in subs})
+            raise ConfigError(f"no handlers subscribed for groups {missing}")
+        return subs
+
+    async def _consume_loop(self, sub: Subscription, stop_when_idle: bool) -> None:
+        loop = asyncio.get_running_loop()
+        waker = asyncio.Event()
+        self._wakers.add((loop, waker))
+        try:
+            while not self._stopping:
+                waker.clear()
+                if await self._consume_once(sub):
+                    continue
+                if stop_when_idle:
+                    return
+                # Idle: wake on a local publish, else look again after poll_interval.
+                try:
+                    await asyncio.wait_for(waker.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            self._wakers.discard((loop, waker))
+            await self._log.release(sub.group, sub.topic, self._owner)
+
+    async def run(self, groups: Iterable[str] | None = None, stop_when_idle: bool = False) -> None:
+        """Consume for ``groups`` (every subscribed group by default) until cancelled.
+
+        Each (group, topic) consumes in its own task. With ``stop_when_idle``, return
+        once nothing is pending for any of them.
+        """
+        subs = self._select(groups)
+        await self.connect()
+        await self.relay_outbox()
+        self._stopping = False
+        while not self._stopping:
+            async with asyncio.TaskGroup() as tasks:
+                for sub in subs:
+                    tasks.create_task(self._consume_loop(sub, stop_when_idle))
+            if not stop_when_idle or not await self._pending(subs):
+                return
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return once the batches in flight are handled and committed
+        (safe from signal handlers and other threads)."""
+        self._stopping = True
+        for loop, waker in list(self._wakers):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(waker.set)
+
+    async def _pending(self, subs: list[Subscription]) -> bool:
+        # A handler of one group may have published to another's topic meanwhile.
+        for sub in subs:
+            positions = await self._register(sub)
+            ends = await self._log.end_offsets(sub.topic)
+            if any(end > positions.get(p, 0) for p, end in ends.items()):
+                return True
+        return False
+
+    async def drain(self, groups: Iterable[str] | None = None) -> None:
+        """Process everything pending for ``groups`` (default: all), then return."""
+        await self.run(groups, stop_when_idle=True)
+
+    def drain_sync(self, groups: Iterable[str] | None = None) -> None:
+        """Sync twin of :meth:`drain`."""
+        self._sync(self.drain(groups))
+
+    async def tail(self, *topics: str, from_beginning: bool = False) -> AsyncIterator[Event]:
+        """Yield events of ``topics`` as they arrive, without any consumer group."""
+        for topic in topics:
+            validate_topic(topic)
+        positions = {t: ({} if from_beginning else await self._log.end_offsets(t)) for t in topics}
+        while True:
+            found = False
+            for topic in topics:
+                for stored in await self._log.read(topic, positions[topic], self.batch_size):
+                    found = True
+                    positions[topic][stored.partition] = stored.offset + 1
+                    yield decode_event(stored.payload)
+            if not found:
+                await asyncio.sleep(self.poll_interval)

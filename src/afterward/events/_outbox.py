@@ -1,0 +1,118 @@
+"""The transactional outbox: events published inside a database transaction.
+
+``publish`` inside an open SQLAlchemy ``Session`` transaction (after
+``afterward.integrations.sqlalchemy.install()``) or a Django ``atomic`` block writes the
+event to an ``afterward_outbox`` table through that transaction's own connection. When
+the outermost transaction commits, a relay thread in this process moves the rows to the
+bus at once; on rollback they never existed.
+
+The relay claims rows with ``DELETE ... RETURNING`` in a transaction on the user's
+database, appends them to the bus, then commits: two relays never take the same rows.
+If the process dies after the append and before that commit, the rows are relayed again
+later with the same event IDs, which every group skips (the processed-ID store), so
+each event is handled once. Leftovers (a process that died before relaying) go out on
+the next relay for that database: after the next commit that publishes, or when
+:meth:`EventBus.relay_outbox` is called (``run()`` calls it for every database this bus
+has written an outbox row to).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from afterward._loop import run_sync
+from afterward._transactions import current_transaction
+from afterward.events._backend import AppendRecord
+
+if TYPE_CHECKING:
+    from afterward.events._bus import EventBus
+
+__all__ = ["OutboxStore", "relay", "store_for", "write_to_outbox"]
+
+logger = logging.getLogger("afterward.events")
+
+
+class OutboxStore:
+    """An outbox table in one database. Adapters: SQLAlchemy and Django."""
+
+    #: identifies the database, so a bus relays each one once per wake-up
+    ident: object
+
+    def write(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
+        """Insert ``records`` through ``owner``'s open transaction."""
+        raise NotImplementedError
+
+    def claim(self, bus_url: str, limit: int, send: Callable[[list[AppendRecord]], None]) -> int:
+        """In one transaction: delete up to ``limit`` rows, ``send`` them, commit."""
+        raise NotImplementedError
+
+
+def store_for(target: Any) -> OutboxStore:
+    """The outbox of a transaction owner, an engine, a sessionmaker or a Django alias."""
+    if isinstance(target, str):
+        from afterward.events._outbox_sql import DjangoOutbox
+
+        return DjangoOutbox(target)
+    from afterward.events._outbox_sql import SQLAlchemyOutbox
+
+    return SQLAlchemyOutbox.of(target)
+
+
+def write_to_outbox(bus: EventBus, records: list[AppendRecord]) -> bool:
+    """Write ``records`` to the open transaction's outbox; false when none is open."""
+    transaction = current_transaction()
+    if transaction is None:
+        return False
+    store = store_for(transaction.owner)
+    store.write(transaction.owner, bus.url, records)
+    bus._outboxes[store.ident] = store
+    transaction.on_commit(lambda: _relayer.wake(bus, store))
+    return True
+
+
+def relay(bus: EventBus, store: OutboxStore, batch: int = 500) -> int:
+    """Move every pending outbox row of ``bus`` in ``store`` to the bus (blocking)."""
+
+    def send(records: list[AppendRecord]) -> None:
+        run_sync(bus._append(records, outbox=False))
+
+    total = 0
+    while True:
+        moved = store.claim(bus.url, batch, send)
+        total += moved
+        if moved < batch:
+            return total
+
+
+class _Relayer:
+    """One daemon thread per process relaying outboxes after commits."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[EventBus, OutboxStore]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self, bus: EventBus, store: OutboxStore) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="afterward-outbox", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((bus, store))
+
+    def _serve(self) -> None:
+        while True:
+            bus, store = self._queue.get()
+            try:
+                relay(bus, store)
+            except Exception:
+                # The rows stay in the outbox; the next commit or relay_outbox retries.
+                logger.exception("outbox relay to %s failed; rows kept for a later relay", bus)
+
+
+_relayer = _Relayer()

@@ -1,0 +1,577 @@
+"""``kafka://host:port[,host:port]``: the bus on Apache Kafka (``afterward[kafka]``, aiokafka).
+
+What lives where:
+
+- **Events** are Kafka records on the topic of the same name (after the optional
+  ``prefix``): the event key is the record key, so per-key order is partition order
+  (Kafka's murmur2 partitioner; a keyless event is placed by the hash of its ID, so a
+  producer retrying the same ``id=`` lands on the same partition). The value is the JSON
+  envelope; the event ID and timestamp also travel as headers (``afterward-id``,
+  ``afterward-occurred-at``) for tools that do not parse values. Missing topics are
+  created with ``partitions`` partitions (4 by default).
+- **Positions** are the committed offsets of the Kafka consumer group named like the
+  afterward group (``kafka-consumer-groups --describe`` shows them and their lag).
+  afterward commits them itself after the handlers succeeded; the partitions are not
+  assigned by Kafka's group protocol but by afterward's claim (one consumer per group and
+  topic at a time), so commits use the "simple consumer" form Kafka accepts from
+  non-members.
+- **Processed IDs, key versions, claims and dead letters** live in a *state store*: any
+  other afterward backend URL, given as ``store=`` (``redis://...`` for several
+  machines; the default, ``sqlite:///afterward.db``, suits one machine). A batch's
+  processed IDs are written to the store before its offsets are committed to Kafka, so a
+  crash in between redelivers events the store already knows: they are skipped.
+  Dead letters are also copied to the ``<topic>.dlq.<group>`` topic (a tombstone marks
+  one retried or discarded) for Kafka-side tooling; the store's copy is the one
+  listed, retried and discarded.
+
+URL options (query string): ``store=<url>`` (URL-encoded), ``prefix=`` (prepended to every
+Kafka topic name, to share a cluster), ``partitions=`` (for created topics),
+``request_timeout_ms=`` (how long a publish waits for an unreachable broker before
+:class:`~afterward.BackendUnavailable`, 40 s by default), ``client_id=``.
+
+Apache Kafka cannot append several records atomically without transactions, and
+aiokafka's transactional producer is not used (several Kafka-compatible brokers reject
+it): one ``publish`` is atomic, a ``publish_many`` batch is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import errors as kafka_errors
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
+from afterward._loop import background_loop, in_background_loop
+from afterward.events._backend import (
+    AppendRecord,
+    Done,
+    EventLog,
+    StoredDeadLetter,
+    StoredEvent,
+)
+
+__all__ = ["KafkaLog"]
+
+_UNAVAILABLE = (
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.NoBrokersAvailable,
+    kafka_errors.RequestTimedOutError,
+    kafka_errors.NodeNotReadyError,
+    OSError,
+)
+_READERS_PER_TOPIC = 4
+_BAD_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+#: Clients of afterward's background loop (the sync twins), by bus URL.
+_background_conns: dict[str, Any] = {}
+
+
+@dataclass
+class _Reader:
+    """A group-less consumer assigned every partition of one topic."""
+
+    consumer: AIOKafkaConsumer
+    next: dict[int, int] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    used: float = 0.0
+
+
+@dataclass
+class _Conn:
+    """The aiokafka clients of one event loop (aiokafka binds clients to their loop)."""
+
+    producer: AIOKafkaProducer
+    meta: AIOKafkaConsumer
+    admin: AIOKafkaAdminClient
+    readers: dict[str, list[_Reader]] = field(default_factory=dict)
+    committers: dict[tuple[str, str], AIOKafkaConsumer] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _options(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ConfigError(f"a Kafka bus URL looks like kafka://host:9092, got {url!r}")
+    return parts.netloc, dict(parse_qsl(parts.query))
+
+
+class KafkaLog:
+    """An event log on Kafka, with its state in another backend. See the module docstring.
+
+    Args:
+        url: ``kafka://host:port[,host:port][?store=...&prefix=...&partitions=4]``.
+    """
+
+    scheme = "kafka"
+
+    def __init__(self, url: str = "kafka://127.0.0.1:9092") -> None:
+        from afterward.events.backends import open_backend
+
+        self.url = url
+        self.bootstrap, options = _options(url)
+        self.prefix = options.pop("prefix", "")
+        store_url = options.pop("store", "sqlite:///afterward.db")
+        if store_url.split("://", 1)[0].lower() == "kafka":
+            raise ConfigError("the state store of a Kafka bus cannot be Kafka itself")
+        try:
+            self.partitions = int(options.pop("partitions", "4"))
+            self._timeout_ms = int(options.pop("request_timeout_ms", "40000"))
+        except ValueError as exc:
+            raise ConfigError(f"bad number in Kafka bus URL {url!r}: {exc}") from exc
+        self._client_id = options.pop("client_id", "afterward")
+        if options:
+            raise ConfigError(f"unknown Kafka bus URL options {sorted(options)} in {url!r}")
+        self.store: EventLog = open_backend(store_url)
+        self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._partitions: dict[str, int] = {}
+        self._produced: dict[str, dict[int, int]] = {}
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _topic(self, topic: str) -> str:
+        return self.prefix + topic
+
+    @contextlib.asynccontextmanager
+    async def _errors(self, doing: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except BackendError:
+            raise
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailable(
+                f"Kafka bus {self.bootstrap} unreachable while {doing}: {exc!r}", backend="kafka"
+            ) from exc
+        except kafka_errors.KafkaError as exc:
+            raise BackendError(
+                f"Kafka bus {self.bootstrap} failed while {doing}: {exc!r}", backend="kafka"
+            ) from exc
+
+    async def _conn(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        # The sync twins' loop lives as long as the process and a sync user (Flask,
+        # Django) rarely closes the bus: its clients are kept per URL so none is
+        # garbage-collected unclosed.
+        conns: Any = _background_conns if in_background_loop() else self._conns
+        ident: Any = self.url if in_background_loop() else loop
+        conn: _Conn | None = conns.get(ident)
+        if conn is not None:
+            return conn
+        common: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self._client_id,
+            "request_timeout_ms": self._timeout_ms,
+        }
+        producer = AIOKafkaProducer(
+            **common, acks="all", enable_idempotence=False, linger_ms=2, max_batch_size=65536
+        )
+        meta = AIOKafkaConsumer(**common, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            request_timeout_ms=self._timeout_ms,
+        )
+        started: list[Any] = []
+        try:
+            async with self._errors("connecting"):
+                for client in (producer, meta, admin):
+                    await client.start()
+                    started.append(client)
+        except BaseException:
+            for client in started:
+                with contextlib.suppress(Exception):
+                    await (client.close() if client is admin else client.stop())
+            raise
+        conn = conns.setdefault(ident, _Conn(producer, meta, admin))
+        if conn.producer is not producer:  # another task of this loop won the race
+            await producer.stop()
+            await meta.stop()
+            await admin.close()
+        return conn
+
+    async def _topic_partitions(self, topic: str, create: bool) -> int:
+        """Partition count of ``topic`` (0 when it does not exist and ``create`` is false)."""
+        if topic in self._partitions:
+            return self._partitions[topic]
+        conn = await self._conn()
+        name = self._topic(topic)
+        async with self._errors(f"reading metadata of {topic!r}"):
+            metadata = await conn.producer.client.fetch_all_metadata()
+            found = metadata.partitions_for_topic(name)
+            if not found and create:
+                with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+                    await conn.admin.create_topics([NewTopic(name, self.partitions, 1)])
+                await conn.producer.client.force_metadata_update()
+                metadata = await conn.producer.client.fetch_all_metadata()
+                found = metadata.partitions_for_topic(name)
+        if found:
+            self._partitions[topic] = len(found)
+        return len(found or ())
+
+    async def connect(self) -> None:
+        await self.store.connect()
+        await self._conn()
+
+    async def aclose(self) -> None:
+        current = asyncio.get_running_loop()
+        conns, self._conns = dict(self._conns), weakref.WeakKeyDictionary()
+        background = _background_conns.pop(self.url, None)
+        if background is not None:
+            conns[background_loop()] = background
+        for loop, conn in conns.items():
+            if loop is current:
+                await _close(conn)
+            elif loop.is_running():
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close(conn), loop))
+        await self.store.aclose()
+
+    async def __aenter__(self) -> KafkaLog:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the log ----------------------------------------------------------------------
+
+    async def append(self, records: Sequence[AppendRecord]) -> None:
+        if not records:
+            return
+        conn = await self._conn()
+        for topic in {r.topic for r in records}:
+            await self._topic_partitions(topic, create=True)
+        async with self._errors(f"publishing to {records[0].topic!r}"):
+            sent = []
+            for r in records:
+                partition = None
+                if r.key is None:  # same ID, same partition: a retried publish stays put
+                    count = self._partitions[r.topic]
+                    partition = (murmur2(r.event_id.encode()) & 0x7FFFFFFF) % count
+                sent.append(
+                    await conn.producer.send(
+                        self._topic(r.topic),
+                        r.payload,
+                        key=None if r.key is None else r.key.encode(),
+                        partition=partition,
+                        timestamp_ms=int(r.timestamp * 1000),
+                        headers=[
+                            ("afterward-id", r.event_id.encode()),
+                            ("afterward-occurred-at", repr(r.timestamp).encode()),
+                        ],
+                    )
+                )
+            written = await asyncio.gather(*sent)
+        # What the broker acknowledged is a lower bound of the end offsets (some
+        # Kafka-compatible brokers under-report ListOffsets after a batched produce).
+        for r, metadata in zip(records, written, strict=True):
+            ends = self._produced.setdefault(r.topic, {})
+            ends[metadata.partition] = max(ends.get(metadata.partition, 0), metadata.offset + 1)
+
+    async def _reader(self, conn: _Conn, topic: str, want: dict[int, int]) -> _Reader:
+        readers = conn.readers.setdefault(topic, [])
+        for reader in readers:
+            if reader.next == want:
+                return reader
+        if len(readers) < _READERS_PER_TOPIC:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                client_id=self._client_id,
+                request_timeout_ms=self._timeout_ms,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=100,
+            )
+            await consumer.start()
+            readers.append(_Reader(consumer))
+            return readers[-1]
+        return min(readers, key=lambda r: r.used)
+
+    async def read(
+        self, topic: str, positions: Mapping[int, int], limit: int
+    ) -> Sequence[StoredEvent]:
+        count = await self._topic_partitions(topic, create=False)
+        if not count:
+            return []
+        conn = await self._conn()
+        want = {p: positions.get(p, 0) for p in range(count)}
+        name = self._topic(topic)
+        async with self._errors(f"reading {topic!r}"):
+            reader = await self._reader(conn, topic, want)
+            async with reader.lock:
+                reader.used = time.monotonic()
+                consumer = reader.consumer
+                if reader.next != want:
+                    tps = [TopicPartition(name, p) for p in range(count)]
+                    if set(consumer.assignment()) != set(tps):
+                        consumer.assign(tps)
+                    for tp in tps:
+                        consumer.seek(tp, want[tp.partition])
+                    reader.next = dict(want)
+                batches = await consumer.getmany(timeout_ms=0, max_records=limit)
+                if not batches and await self._behind(topic, want, consumer):
+                    # Data is there but not fetched yet (just seeked): wait for it.
+                    batches = await consumer.getmany(timeout_ms=2000, max_records=limit)
+        events: list[StoredEvent] = []
+        for tp, messages in batches.items():
+            for message in messages:
+                events.append(StoredEvent(topic, tp.partition, message.offset, message.value))
+            if messages:
+                reader.next[tp.partition] = messages[-1].offset + 1
+        return events
+
+    async def _behind(self, topic: str, want: Mapping[int, int], reader: Any) -> bool:
+        name = self._topic(topic)
+        marks = [reader.highwater(TopicPartition(name, p)) for p in want]
+        if all(mark is not None for mark in marks):
+            return any(mark > want[p] for p, mark in zip(want, marks, strict=True))
+        ends = await self.end_offsets(topic)
+        return any(end > want.get(p, 0) for p, end in ends.items())
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        count = await self._topic_partitions(topic, create=False)
+        if not count:
+            return {}
+        conn = await self._conn()
+        tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
+        async with self._errors(f"reading the end of {topic!r}"):
+            ends = await conn.meta.end_offsets(tps)
+        result = {tp.partition: offset for tp, offset in ends.items()}
+        for partition, end in self._produced.get(topic, {}).items():
+            result[partition] = max(result.get(partition, 0), end)
+        # A reader's high watermark comes with every fetch; trust the larger of the two
+        # (some Kafka-compatible brokers under-report ListOffsets after batched produce).
+        for reader in conn.readers.get(topic, []):
+            for tp in tps:
+                mark = reader.consumer.highwater(tp)
+                if mark is not None and mark > result[tp.partition]:
+                    result[tp.partition] = mark
+        return result
+
+    async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
+        count = await self._topic_partitions(topic, create=False)
+        if not count:
+            return {}
+        conn = await self._conn()
+        tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
+        async with self._errors(f"searching {topic!r} by time"):
+            found = await conn.meta.offsets_for_times(
+                {tp: int(since.timestamp() * 1000) for tp in tps}
+            )
+        ends = await self.end_offsets(topic)
+        starts = {
+            tp.partition: ends[tp.partition] if hit is None else hit.offset
+            for tp, hit in found.items()
+        }
+        # Kafka timestamps are milliseconds: skip the events of that millisecond that
+        # are still before ``since`` (the header carries the full timestamp).
+        return await self._skip_before(topic, starts, ends, since.timestamp())
+
+    async def _skip_before(
+        self, topic: str, starts: dict[int, int], ends: dict[int, int], since: float
+    ) -> dict[int, int]:
+        pending = {p: o for p, o in starts.items() if o < ends[p]}
+        if not pending:
+            return starts
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            request_timeout_ms=self._timeout_ms,
+            enable_auto_commit=False,
+        )
+        async with self._errors(f"searching {topic!r} by time"):
+            await consumer.start()
+            try:
+                tps = {p: TopicPartition(self._topic(topic), p) for p in pending}
+                consumer.assign(list(tps.values()))
+                for p, offset in pending.items():
+                    consumer.seek(tps[p], offset)
+                while pending:
+                    batches = await consumer.getmany(timeout_ms=2000)
+                    if not batches:
+                        break
+                    for tp, messages in batches.items():
+                        for message in messages:
+                            if tp.partition not in pending:
+                                break
+                            if _occurred_at(message) >= since:
+                                del pending[tp.partition]
+                            else:
+                                starts[tp.partition] = message.offset + 1
+                                if starts[tp.partition] >= ends[tp.partition]:
+                                    del pending[tp.partition]
+                        if tp.partition not in pending:
+                            consumer.pause(tp)
+            finally:
+                await consumer.stop()
+        return starts
+
+    # -- groups -----------------------------------------------------------------------
+
+    async def _committer(self, group: str, topic: str) -> AIOKafkaConsumer:
+        conn = await self._conn()
+        committer = conn.committers.get((group, topic))
+        if committer is None:
+            count = await self._topic_partitions(topic, create=True)
+            async with conn.lock:
+                committer = conn.committers.get((group, topic))
+                if committer is None:
+                    committer = AIOKafkaConsumer(
+                        bootstrap_servers=self.bootstrap,
+                        client_id=self._client_id,
+                        request_timeout_ms=self._timeout_ms,
+                        group_id=self.prefix + group,
+                        enable_auto_commit=False,
+                    )
+                    async with self._errors(f"joining group {group!r}"):
+                        await committer.start()
+                    tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
+                    # Assigned (so commits are allowed) and paused (so it never fetches).
+                    committer.assign(tps)
+                    committer.pause(*tps)
+                    conn.committers[(group, topic)] = committer
+        return committer
+
+    async def _kafka_positions(self, group: str, topic: str) -> dict[int, int | None]:
+        committer = await self._committer(group, topic)
+        found: dict[int, int | None] = {}
+        async with self._errors(f"reading offsets of group {group!r}"):
+            for tp in committer.assignment():
+                found[tp.partition] = await committer.committed(tp)
+        return found
+
+    async def _kafka_commit(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
+        if not positions:
+            return
+        committer = await self._committer(group, topic)
+        name = self._topic(topic)
+        async with self._errors(f"committing offsets of group {group!r}"):
+            await committer.commit({TopicPartition(name, p): o for p, o in positions.items()})
+
+    async def positions(self, group: str, topic: str) -> dict[int, int] | None:
+        if await self.store.positions(group, topic) is None:
+            return None
+        return {p: o or 0 for p, o in (await self._kafka_positions(group, topic)).items()}
+
+    async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
+        if await self.store.positions(group, topic) is not None:
+            return
+        committed = await self._kafka_positions(group, topic)
+        start = {p: positions.get(p, 0) for p, o in committed.items() if o is None}
+        await self._kafka_commit(group, topic, start)
+        await self.store.register(group, topic, {})
+
+    async def groups(self) -> dict[str, list[str]]:
+        return await self.store.groups()
+
+    async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
+        return await self.store.claim(group, topic, owner, ttl)
+
+    async def release(self, group: str, topic: str, owner: str) -> None:
+        await self.store.release(group, topic, owner)
+
+    async def commit(
+        self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
+    ) -> None:
+        # Store first: a crash before the offset commit redelivers events it knows.
+        await self.store.commit(group, topic, {}, done)
+        await self._kafka_commit(group, topic, positions)
+
+    async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        return await self.store.processed(group, event_ids)
+
+    async def key_versions(self, group: str, topic: str, keys: Sequence[str]) -> dict[str, int]:
+        return await self.store.key_versions(group, topic, keys)
+
+    async def rewind(
+        self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
+    ) -> None:
+        await self.store.rewind(group, topic, {}, forget=forget)
+        await self._kafka_commit(group, topic, positions)
+
+    # -- dead letters -----------------------------------------------------------------
+
+    def _dlq_topic(self, letter: StoredDeadLetter) -> str:
+        return _BAD_TOPIC_CHARS.sub("_", f"{self._topic(letter.topic)}.dlq.{letter.group}")[:249]
+
+    async def _mirror(self, letter: StoredDeadLetter, value: bytes | None) -> None:
+        conn = await self._conn()
+        headers = (
+            []
+            if value is None
+            else [
+                ("afterward-error", letter.error.encode()[:4096]),
+                ("afterward-attempts", str(letter.attempts).encode()),
+            ]
+        )
+        async with self._errors("writing the dead-letter topic"):
+            await conn.producer.send_and_wait(
+                self._dlq_topic(letter), value, key=letter.id.encode(), headers=headers
+            )
+
+    async def add_dead_letter(self, letter: StoredDeadLetter) -> None:
+        await self.store.add_dead_letter(letter)
+        await self._mirror(letter, letter.payload)
+
+    async def dead_letters(self, group: str | None) -> list[StoredDeadLetter]:
+        return await self.store.dead_letters(group)
+
+    async def dead_letter(self, letter_id: str) -> StoredDeadLetter | None:
+        return await self.store.dead_letter(letter_id)
+
+    async def update_dead_letter(self, letter: StoredDeadLetter) -> None:
+        await self.store.update_dead_letter(letter)
+
+    async def delete_dead_letter(self, letter_id: str) -> bool:
+        letter = await self.store.dead_letter(letter_id)
+        deleted = await self.store.delete_dead_letter(letter_id)
+        if letter is not None and deleted:
+            await self._mirror(letter, None)  # a tombstone: compaction drops the letter
+        return deleted
+
+
+def _occurred_at(message: Any) -> float:
+    for name, value in message.headers or ():
+        if name == "afterward-occurred-at":
+            return float(value)
+    return float(message.timestamp) / 1000
+
+
+async def _close(conn: _Conn) -> None:
+    consumers = [r.consumer for rs in conn.readers.values() for r in rs]
+    for client in [conn.producer, conn.meta, *consumers, *conn.committers.values()]:
+        with contextlib.suppress(Exception):
+            await client.stop()
+    with contextlib.suppress(Exception):
+        await conn.admin.close()
+
+
+@atexit.register
+def _close_background() -> None:
+    # Close the sync twins' clients while their loop still runs (it is a daemon thread).
+    for conn in list(_background_conns.values()):
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_close(conn), background_loop()).result(5)
+    _background_conns.clear()

@@ -1,0 +1,166 @@
+"""``memory://``: the reference backend, and the test double behind ``afterward_bus``.
+
+``EventBus("memory://")`` gets a private store. ``memory://NAME`` names a store shared by
+every bus opened on the same URL in this process while one of them is alive (handy for
+tests that want a second consumer). One partition per topic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+
+from afterward.events._backend import AppendRecord, Done, StoredDeadLetter, StoredEvent
+
+__all__ = ["MemoryLog"]
+
+
+@dataclass
+class _Store:
+    logs: dict[str, list[AppendRecord]] = field(default_factory=dict)
+    positions: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
+    processed: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> id -> topic
+    versions: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    claims: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    dead: dict[str, StoredDeadLetter] = field(default_factory=dict)
+
+
+_named: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
+
+
+class MemoryLog:
+    """An event log in this process's memory. See the module docstring."""
+
+    scheme = "memory"
+
+    def __init__(self, url: str = "memory://") -> None:
+        name = url.removeprefix("memory://").strip("/")
+        store = _named.get(name) if name else None
+        if store is None:
+            store = _Store()
+            if name:
+                _named[name] = store
+        self._store = store
+
+    async def connect(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> MemoryLog:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the log ----------------------------------------------------------------------
+
+    async def append(self, records: Sequence[AppendRecord]) -> None:
+        for record in records:
+            self._store.logs.setdefault(record.topic, []).append(record)
+
+    async def read(
+        self, topic: str, positions: Mapping[int, int], limit: int
+    ) -> Sequence[StoredEvent]:
+        log = self._store.logs.get(topic, [])
+        start = positions.get(0, 0)
+        return [
+            StoredEvent(topic, 0, offset, log[offset].payload)
+            for offset in range(start, min(len(log), start + limit))
+        ]
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        log = self._store.logs.get(topic)
+        return {} if log is None else {0: len(log)}
+
+    async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
+        log = self._store.logs.get(topic, [])
+        # Timestamps are taken at publish, so they ascend within a process.
+        return {0: bisect.bisect_left(log, since.timestamp(), key=lambda r: r.timestamp)}
+
+    # -- groups -----------------------------------------------------------------------
+
+    async def positions(self, group: str, topic: str) -> dict[int, int] | None:
+        found = self._store.positions.get((group, topic))
+        return None if found is None else dict(found)
+
+    async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
+        self._store.positions.setdefault((group, topic), dict(positions))
+
+    async def groups(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for group, topic in self._store.positions:
+            found.setdefault(group, []).append(topic)
+        return found
+
+    async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        holder = self._store.claims.get((group, topic))
+        if holder is not None and holder[0] != owner and holder[1] > now:
+            return False
+        self._store.claims[(group, topic)] = (owner, now + ttl)
+        return True
+
+    async def release(self, group: str, topic: str, owner: str) -> None:
+        holder = self._store.claims.get((group, topic))
+        if holder is not None and holder[0] == owner:
+            del self._store.claims[(group, topic)]
+
+    async def commit(
+        self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
+    ) -> None:
+        self._store.positions.setdefault((group, topic), {}).update(positions)
+        processed = self._store.processed.setdefault(group, {})
+        versions = self._store.versions.setdefault((group, topic), {})
+        for item in done:
+            if item.processed:
+                processed[item.event_id] = topic
+            if item.key is not None and item.version is not None:
+                versions[item.key] = max(item.version, versions.get(item.key, item.version))
+
+    async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        processed = self._store.processed.get(group, {})
+        return {event_id for event_id in event_ids if event_id in processed}
+
+    async def key_versions(self, group: str, topic: str, keys: Sequence[str]) -> dict[str, int]:
+        versions = self._store.versions.get((group, topic), {})
+        return {key: versions[key] for key in keys if key in versions}
+
+    async def rewind(
+        self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
+    ) -> None:
+        self._store.positions.setdefault((group, topic), {}).update(positions)
+        if forget:
+            processed = self._store.processed.get(group, {})
+            for event_id in [i for i, t in processed.items() if t == topic]:
+                del processed[event_id]
+            self._store.versions.pop((group, topic), None)
+
+    # -- dead letters -----------------------------------------------------------------
+
+    async def add_dead_letter(self, letter: StoredDeadLetter) -> None:
+        self._store.dead[letter.id] = letter
+
+    async def dead_letters(self, group: str | None) -> list[StoredDeadLetter]:
+        return [d for d in self._store.dead.values() if group is None or d.group == group]
+
+    async def dead_letter(self, letter_id: str) -> StoredDeadLetter | None:
+        return self._store.dead.get(letter_id)
+
+    async def update_dead_letter(self, letter: StoredDeadLetter) -> None:
+        self._store.dead[letter.id] = letter
+
+    async def delete_dead_letter(self, letter_id: str) -> bool:
+        return self._store.dead.pop(letter_id, None) is not None

@@ -1,0 +1,207 @@
+"""The two ways to write a job: a :class:`Job` subclass or a ``@job`` function."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeGuard, TypeVar, overload
+
+from afterward._exceptions import ConfigError, DispatchError
+from afterward.jobs._connections import send
+from afterward.jobs._serialize import JobPayload
+
+__all__ = ["Job", "JobFunction", "JobOptions", "bind", "job"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """A job's retry policy: ``tries`` in total, ``backoff`` seconds, ``timeout`` seconds."""
+
+    tries: int = 1
+    backoff: tuple[float, ...] = ()
+    timeout: float | None = None
+
+    @classmethod
+    def checked(cls, where: str, tries: object, backoff: object, timeout: object) -> JobOptions:
+        """Validate the options of job ``where``.
+
+        Raises:
+            ConfigError: ``tries`` is not an int >= 1, ``backoff`` not seconds >= 0
+                (one number or a sequence), ``timeout`` not ``None`` or seconds > 0.
+        """
+        if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
+            raise ConfigError(f"{where}: tries must be an int >= 1, got {tries!r}")
+        steps = (backoff,) if _is_seconds(backoff) else backoff
+        if not isinstance(steps, Sequence) or isinstance(steps, str):
+            raise ConfigError(f"{where}: backoff must be seconds or a sequence, got {backoff!r}")
+        delays = tuple(float(step) for step in steps if _is_seconds(step))
+        if len(delays) != len(steps):
+            raise ConfigError(f"{where}: backoff values must be seconds >= 0, got {backoff!r}")
+        if timeout is not None and not (_is_seconds(timeout) and timeout > 0):
+            raise ConfigError(f"{where}: timeout must be None or seconds > 0, got {timeout!r}")
+        return cls(tries, delays, None if timeout is None else float(timeout))
+
+
+def _is_seconds(value: object) -> TypeGuard[float]:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+class Job:
+    """Base class of jobs: work with arguments, run now, after the response or elsewhere.
+
+    The constructor's arguments are the job's arguments: they are captured when the
+    job is built, must be JSON values, and the job is built again from them wherever
+    it runs. Class attributes set the retry policy.
+
+    Example:
+        >>> class RecordDelivery(Job):
+        ...     tries = 3
+        ...     backoff = (1, 5, 30)
+        ...     timeout = 30
+        ...     def __init__(self, order_id: int) -> None:
+        ...         self.order_id = order_id
+        ...     async def handle(self) -> None:
+        ...         await deliveries.record(self.order_id)
+        >>> RecordDelivery(order_id=1).dispatch()
+
+    Attributes:
+        tries: attempts in total (default 1).
+        backoff: seconds to wait before attempt 2, 3, ...; the last value repeats.
+        timeout: seconds per attempt (``None``: no limit).
+    """
+
+    tries: ClassVar[int] = 1
+    backoff: ClassVar[float | Sequence[float]] = ()
+    timeout: ClassVar[float | None] = None
+    _afterward_options: ClassVar[JobOptions] = JobOptions()
+    _afterward_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._afterward_options = JobOptions.checked(
+            cls.__qualname__, cls.tries, cls.backoff, cls.timeout
+        )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        self = super().__new__(cls)
+        self._afterward_args = (args, kwargs)
+        return self
+
+    def handle(self) -> Awaitable[None] | None:
+        """Do the work; a plain method or a coroutine. Raising counts as a failed try."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define handle()")
+
+    def failed(self, error: BaseException) -> Awaitable[None] | None:
+        """Called once after the last try failed, with its exception (default: nothing)."""
+        return None
+
+    def dispatch(self, *, connection: str | None = None, delay: float | None = None) -> JobPayload:
+        """Send the job to a connection.
+
+        Args:
+            connection: ``"sync"``, ``"deferred"``, ``"background"``, ``"queue"`` or
+                any registered name; default ``afterward.configure(default_connection=...)``
+                (``"deferred"``).
+            delay: seconds to wait before the first attempt.
+
+        Returns:
+            The payload sent (its ``id`` names this dispatch).
+
+        Raises:
+            DispatchError: an argument is not JSON, the class is not importable by
+                its path, the connection is unknown or not configured. Nothing was
+                sent then.
+            NoScopeError: ``"deferred"`` with no defer scope open.
+        """
+        args, kwargs = self._afterward_args
+        cls = type(self)
+        return send(cls, cls, args, kwargs, cls._afterward_options, connection, delay)
+
+
+class JobFunction(Generic[P, R]):
+    """A function made a job by :func:`job`; calling it still runs it directly."""
+
+    def __init__(self, fn: Callable[P, R], options: JobOptions) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def dispatch(
+        self, *args: Any, connection: str | None = None, delay: float | None = None, **kwargs: Any
+    ) -> JobPayload:
+        """Send a call of the function to a connection (see :meth:`Job.dispatch`)."""
+        return send(self, self.fn, args, kwargs, self.options, connection, delay)
+
+    def __repr__(self) -> str:
+        return f"<job {self.fn.__module__}.{self.fn.__qualname__}>"
+
+
+@overload
+def job(fn: Callable[P, R], /) -> JobFunction[P, R]: ...
+@overload
+def job(
+    *, tries: int = 1, backoff: float | Sequence[float] = (), timeout: float | None = None
+) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+def job(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    tries: int = 1,
+    backoff: float | Sequence[float] = (),
+    timeout: float | None = None,
+) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
+    """Make a top-level function (sync or async) a job with ``.dispatch(...)``.
+
+    Example:
+        >>> @job(tries=3, backoff=(1, 5))
+        ... async def send_receipt(order_id: int) -> None: ...
+        >>> send_receipt.dispatch(7, connection="deferred")
+
+    Args:
+        tries: attempts in total.
+        backoff: seconds before attempt 2, 3, ...; the last value repeats.
+        timeout: seconds per attempt.
+
+    Raises:
+        ConfigError: an option has a bad value.
+    """
+
+    def decorate(function: Callable[P, R]) -> JobFunction[P, R]:
+        where = getattr(function, "__qualname__", repr(function))
+        return JobFunction(function, JobOptions.checked(where, tries, backoff, timeout))
+
+    return decorate if fn is None else decorate(fn)
+
+
+def bind(
+    target: Any, args: list[Any], kwargs: dict[str, Any]
+) -> tuple[Callable[[], object], Callable[[BaseException], object]]:
+    """Build a resolved job: return its ``handle`` and ``failed`` callables.
+
+    Raises:
+        DispatchError: ``target`` is neither a :class:`Job` subclass nor a ``@job``
+            function.
+    """
+    if isinstance(target, type) and issubclass(target, Job):
+        instance = target(*args, **kwargs)
+        return instance.handle, instance.failed
+    if isinstance(target, JobFunction):
+        return functools.partial(target.fn, *args, **kwargs), _no_failed_hook
+    raise DispatchError(f"{target!r} is neither a Job subclass nor a @job function")
+
+
+def _no_failed_hook(error: BaseException) -> None:
+    return None

@@ -1,0 +1,154 @@
+"""Running a job payload: one attempt, the ``failed()`` hook, and a retry loop.
+
+Shared by every connection: ``sync`` and background children use
+:func:`run_attempts`; ``deferred`` and queue workers call :func:`attempt` /
+:func:`run_payload` and :func:`run_failed` and wait between tries their own way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from afterward import _loop
+from afterward._context import _correlation_id
+from afterward._exceptions import JobTimeout
+from afterward._stats import incr
+from afterward._threads import DaemonExecutor
+from afterward.defer import DeferScope
+from afterward.jobs._job import bind
+from afterward.jobs._serialize import JobPayload, resolve
+
+__all__ = ["SyncConnection", "attempt", "run_attempts", "run_failed", "run_payload"]
+
+logger = logging.getLogger("afterward.jobs")
+
+# Sync handle() methods run here; a timed-out one is abandoned (threads cannot be killed).
+_executor = DaemonExecutor(max_workers=64, name="afterward-job")
+
+
+async def _call(fn: Callable[[], object]) -> None:
+    result: object
+    if inspect.iscoroutinefunction(fn):
+        result = fn()
+    else:
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(_executor, functools.partial(context.run, fn))
+    if inspect.isawaitable(result):
+        await result
+
+
+async def run_payload(payload: JobPayload) -> None:
+    """Run one attempt of ``payload``'s job and return when it (and its deferred work) ends.
+
+    The job runs with ``payload.correlation_id`` bound, inside its own defer scope: what
+    it defers runs after it returns. The attempt is limited to ``payload.timeout``.
+
+    Raises:
+        JobTimeout: the attempt ran out of time (a sync ``handle`` is abandoned on its
+            thread, a coroutine is cancelled).
+        DispatchError: the job cannot be imported or built from its arguments.
+        Exception: whatever the job raised.
+    """
+    handle, _ = bind(resolve(payload.path), payload.args, payload.kwargs)
+    async with DeferScope(payload.correlation_id):
+        try:
+            await asyncio.wait_for(_call(handle), payload.timeout)
+        except TimeoutError as exc:
+            if isinstance(exc, JobTimeout) or payload.timeout is None:
+                raise
+            raise JobTimeout(
+                f"job {payload.path} attempt {payload.attempt} timed out after {payload.timeout} s"
+            ) from None
+
+
+async def run_failed(payload: JobPayload, error: BaseException) -> None:
+    """Call the job's ``failed(error)`` hook; never raises (a failing hook is logged)."""
+    token = _correlation_id.set(payload.correlation_id)
+    try:
+        _, failed = bind(resolve(payload.path), payload.args, payload.kwargs)
+        await _call(functools.partial(failed, error))
+    except Exception as exc:
+        incr("hooks.failed")
+        logger.exception(
+            "failed() hook of job %s raised (correlation_id=%s): %s",
+            payload.path,
+            payload.correlation_id,
+            exc,
+            extra={"correlation_id": payload.correlation_id},
+        )
+    finally:
+        _correlation_id.reset(token)
+
+
+async def attempt(payload: JobPayload) -> Exception | None:
+    """Run one attempt with logging and counting; return its exception, if any."""
+    extra = {"correlation_id": payload.correlation_id}
+    label = f"job {payload.path} [{payload.id}] attempt {payload.attempt}/{payload.tries}"
+    logger.info("%s started (correlation_id=%s)", label, payload.correlation_id, extra=extra)
+    started = time.perf_counter()
+    try:
+        await run_payload(payload)
+    except Exception as exc:
+        incr("jobs.attempts_failed")
+        logger.warning(
+            "%s failed after %.3f s (correlation_id=%s): %s: %s",
+            label,
+            time.perf_counter() - started,
+            payload.correlation_id,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+            extra=extra,
+        )
+        return exc
+    incr("jobs.completed")
+    logger.info(
+        "%s succeeded in %.3f s (correlation_id=%s)",
+        label,
+        time.perf_counter() - started,
+        payload.correlation_id,
+        extra=extra,
+    )
+    return None
+
+
+async def run_attempts(
+    payload: JobPayload, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> Exception | None:
+    """Run the remaining attempts, waiting ``backoff`` between them, then ``failed()``.
+
+    Returns:
+        ``None`` on success, else the last attempt's exception (after ``failed()``).
+    """
+    if payload.delay > 0:
+        await sleep(payload.delay)
+    while (error := await attempt(payload)) is not None:
+        if payload.attempt >= payload.tries:
+            incr("jobs.failed")
+            await run_failed(payload, error)
+            return error
+        wait = payload.backoff_after(payload.attempt)
+        payload.attempt += 1
+        await sleep(wait)
+    return None
+
+
+class SyncConnection:
+    """``connection="sync"``: run now, in the caller, retries included.
+
+    The caller blocks (backoff waits too) and gets the last exception once every try
+    failed and ``failed()`` ran.
+    """
+
+    def dispatch(self, payload: JobPayload) -> None:
+        """Run ``payload`` to the end, raising its last error."""
+        error = _loop.run_sync(run_attempts(payload))
+        if error is not None:
+            raise error

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from afterward.events import EventBus
+from tests.events.backends import BACKENDS
+
+
+@pytest.fixture(params=[factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS])
+def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A bus URL private to the test, for every backend of the conformance suite."""
+    url: str = request.param(tmp_path)
+    return url
+
+
+@pytest.fixture
+async def bus(bus_url: str) -> AsyncIterator[EventBus]:
+    """A connected bus on ``bus_url``, closed after the test."""
+    async with EventBus(bus_url) as connected:
+        yield connected

@@ -1,0 +1,86 @@
+"""Entry points the multi-process tests run in real subprocesses (``python -m``-free:
+``python -c "from tests.events.procs import X; X(...)"``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from afterward import defer
+from afterward.events import Event, EventBus
+
+__all__ = ["consume", "publish", "spawn", "work"]
+
+
+def spawn(function: str, *args: Any) -> subprocess.Popen[bytes]:
+    """Start ``tests.events.procs.<function>(*args)`` in a new Python process."""
+    code = f"from tests.events.procs import {function}; {function}(*{args!r})"
+    return subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[2])
+
+
+def publish(bus_url: str, prefix: str, count: int) -> None:
+    """Publish ``count`` events keyed ``prefix``, numbered in order."""
+    bus = EventBus(bus_url)
+    for n in range(count):
+        bus.publish_sync("t", {"p": prefix, "n": n}, key=prefix, id=f"{prefix}-{n}")
+
+
+def consume(
+    bus_url: str, effects_db: str, crash_at: int | None, inbox: bool, stop_when_idle: bool
+) -> None:
+    """Consume ``t`` in group ``g``; each handled event appends a row to ``effects_db``.
+
+    With ``crash_at``, the process kills itself (SIGKILL) right after the handler for
+    event number ``crash_at`` committed its effect, before the bus commit.
+    """
+    bus = EventBus(bus_url, batch_size=20, claim_ttl=1.0)
+    kill = lambda: os.kill(os.getpid(), 9)  # noqa: E731
+    if inbox:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(f"sqlite:///{effects_db}")
+
+        @bus.subscribe("t", group="g", inbox=engine)
+        def handle_in_inbox(event: Event) -> None:
+            event.session.execute(
+                text("INSERT INTO effects VALUES (:id, :pid)"), {"id": event.id, "pid": os.getpid()}
+            )
+            if event.data["n"] == crash_at:
+                defer(kill)  # runs once the handler's transaction committed
+
+    else:
+        conn = sqlite3.connect(
+            effects_db, isolation_level=None, timeout=30, check_same_thread=False
+        )
+
+        @bus.subscribe("t", group="g")
+        def handle(event: Event) -> None:
+            conn.execute("INSERT INTO effects VALUES (?, ?)", (event.id, os.getpid()))
+            if event.data["n"] == crash_at:
+                defer(kill)
+
+    asyncio.run(bus.run(stop_when_idle=stop_when_idle))
+
+
+def work(bus_url: str, queue: str, concurrency: int, lease: float) -> None:
+    """``afterward worker`` in this process, with a short lease for the tests."""
+    from afterward.cli._worker import worker
+
+    worker.main(
+        [
+            "--bus",
+            bus_url,
+            "--queue",
+            queue,
+            "--concurrency",
+            str(concurrency),
+            "--lease",
+            str(lease),
+        ],
+        standalone_mode=True,
+    )

@@ -1,0 +1,28 @@
+"""The ``afterward_bus`` pytest fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+from afterward.events import Event
+from afterward.testing._bus import TestBus
+
+
+async def test_assert_published(afterward_bus: TestBus) -> None:
+    handled: list[int] = []
+
+    @afterward_bus.subscribe("order.completed", group="billing")
+    async def bill(event: Event) -> None:
+        handled.append(event.data["order_id"])
+
+    await afterward_bus.publish("order.completed", {"order_id": 7}, key="order-7")
+    event = afterward_bus.assert_published("order.completed", order_id=7, key="order-7")
+    assert event.key == "order-7"
+    afterward_bus.assert_not_published("order.completed", order_id=8)
+    with pytest.raises(AssertionError, match=r"no event on 'order\.completed'"):
+        afterward_bus.assert_published("order.completed", order_id=8)
+    with pytest.raises(AssertionError, match="match"):
+        afterward_bus.assert_not_published("order.completed", order_id=7)
+    await afterward_bus.drain()
+    assert handled == [7]
+    assert [e.data for e in afterward_bus.published()] == [{"order_id": 7}]
