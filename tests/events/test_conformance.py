@@ -300,6 +300,15 @@ async def test_bad_arguments_name_what_was_wrong(bus: EventBus) -> None:
         bus.subscribe("t", group="")
     with pytest.raises(ConfigError, match="no handlers"):
         await bus.drain(groups=["nobody"])
+    with pytest.raises(ConfigError, match="dead letter ID"):
+        await bus.retry_dead_letter(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="group"):
+        await bus.dead_letters_async(group=5)  # type: ignore[arg-type]
+    for options in ({"batch_size": 0}, {"poll_interval": 0}, {"claim_ttl": -1}):
+        with pytest.raises(ConfigError):
+            EventBus("memory://", **options)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="scheme"):
+        EventBus("nosuch://x")
     assert await bus.event_count("t") == 0
 
 

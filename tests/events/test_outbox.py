@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from afterward import PublishError
 from afterward.events import Event, EventBus
 from afterward.integrations import sqlalchemy as afterward_sqla
 from tests.support import wait_for
@@ -137,3 +138,51 @@ def test_django_atomic_outbox(tmp_path: Path) -> None:
 
     bus.drain_sync()
     assert seen == ["committed"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_async_session_outbox(
+    db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    if db == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url").replace("+psycopg", "+asyncpg")
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE IF EXISTS afterward_outbox"))
+    bus = EventBus(f"sqlite:///{tmp_path / 'bus.db'}")
+    async with AsyncSession(engine) as session, session.begin():
+        await bus.publish("t", "committed", id="a1")
+        with pytest.raises(PublishError, match=r"await bus\.publish"):
+            bus.publish_sync("t", "sync twin cannot join an AsyncSession")
+        assert await bus.event_count("t") == 0
+    with pytest.raises(RuntimeError):
+        async with AsyncSession(engine) as session, session.begin():
+            await bus.publish("t", "rolled back")
+            raise RuntimeError
+    wait_for(lambda: bus.event_count_sync("t") == 1, timeout=1.0)  # relayed after commit
+    await engine.dispose()
+
+
+async def test_queue_jobs_dispatched_in_a_transaction_follow_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from afterward.events._queue import job_topic
+    from afterward.jobs import unregister_connection
+    from tests.events.jobs_app import record
+
+    bus = EventBus(f"sqlite:///{tmp_path / 'bus.db'}")
+    bus.use_for_jobs("default")
+    try:
+        with pytest.raises(RuntimeError), Session(engine) as session, session.begin():
+            record.dispatch("nowhere.db", "rolled back", connection="queue")
+            raise RuntimeError
+        with Session(engine) as session, session.begin():
+            record.dispatch("nowhere.db", "committed", connection="queue")
+            assert bus.event_count_sync(job_topic("default")) == 0
+        wait_for(lambda: bus.event_count_sync(job_topic("default")) == 1, timeout=1.0)
+    finally:
+        unregister_connection("queue")

@@ -155,7 +155,7 @@ class Shop:
         return response.json()
 
     def _batch(
-        self, request: Request, order: dict[str, Any], started: float, *, announce: bool = True
+        self, request: Request, order: dict[str, Any], started: float, *, deferred: bool = True
     ) -> Any:
         from afterward import http
 
@@ -178,7 +178,7 @@ class Shop:
         def finish(batch: Any, results: Any) -> None:
             elapsed = (time.perf_counter() - started) * 1000
             ok = batch.total_requests - batch.failed_requests
-            if announce:  # only the deferred variant: inline runs are in the response
+            if deferred:  # only the deferred variant: inline runs are in the response
                 self.deferred_ms.append(elapsed)
             self.recorder.record(
                 cid,
@@ -187,7 +187,7 @@ class Shop:
                 ok=not batch.has_failures,
                 ms=round(elapsed, 1),
             )
-            if self.echo and announce:
+            if self.echo and deferred:
                 answered = self.answered.pop(cid or "", 0.0)
                 failed = f", {batch.failed_requests} failed" if batch.failed_requests else ""
                 self.echo(
@@ -233,7 +233,7 @@ class Shop:
         if isinstance(order, JSONResponse):
             return order
         order["payment"] = await self._pay(request, order)
-        await self._batch(request, order, started, announce=False).send()
+        await self._batch(request, order, started, deferred=False).send()
         await self._publish(order)
         order["correlation_id"] = correlation_id()
         return JSONResponse(order)

@@ -23,6 +23,12 @@ __all__ = ["BusAdmin"]
 T = TypeVar("T")
 
 
+def _check_id(value: object, what: str = "dead letter ID") -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"a {what} must be a non-empty str, got {value!r}")
+    return value
+
+
 class BusAdmin:
     """Lag, replay and dead-letter operations of an :class:`~afterward.EventBus`."""
 
@@ -123,6 +129,8 @@ class BusAdmin:
 
     async def dead_letters_async(self, group: str | None = None) -> list[DeadLetter]:
         """Async twin of :meth:`dead_letters`."""
+        if group is not None:
+            _check_id(group, "group")
         return [
             DeadLetter(
                 id=d.id,
@@ -154,7 +162,7 @@ class BusAdmin:
             NotFoundError: no dead letter has that ID.
             ConfigError: no handler of that group and topic is subscribed on this bus.
         """
-        stored = await self._log.dead_letter(dead_letter_id)
+        stored = await self._log.dead_letter(_check_id(dead_letter_id))
         if stored is None:
             raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
         sub = self._subs.get((stored.group, stored.topic))
@@ -190,7 +198,7 @@ class BusAdmin:
         Raises:
             NotFoundError: no dead letter has that ID.
         """
-        if not await self._log.delete_dead_letter(dead_letter_id):
+        if not await self._log.delete_dead_letter(_check_id(dead_letter_id)):
             raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
 
     def discard_dead_letter_sync(self, dead_letter_id: str) -> None:

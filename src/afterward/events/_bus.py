@@ -86,6 +86,11 @@ class EventBus(Consumers):
         for name, value in (("max_event_bytes", max_event_bytes), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        for name, seconds in (("poll_interval", poll_interval), ("claim_ttl", claim_ttl)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+                raise ConfigError(f"{name} must be seconds > 0, got {seconds!r}")
+        if url is not None and not isinstance(url, str):
+            raise ConfigError(f"a bus URL must be a str, got {url!r}")
         self.url = url or os.environ.get("AFTERWARD_BUS") or DEFAULT_URL
         self._log = open_backend(self.url)
         super().__init__(self._log)
@@ -274,8 +279,11 @@ class EventBus(Consumers):
         return moved
 
     async def _append(self, records: list[AppendRecord], *, outbox: bool = True) -> None:
-        if outbox and self._to_outbox(records):
-            return
+        if outbox and self.outbox:
+            from afterward.events._outbox import write_to_outbox_async
+
+            if await write_to_outbox_async(self, records):
+                return
         await self._log.append(records)
         incr("events.published", len(records))
         for loop, waker in list(self._wakers):

@@ -21,17 +21,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from afterward._loop import run_sync
 from afterward._transactions import current_transaction
 from afterward.events._backend import AppendRecord
 
 if TYPE_CHECKING:
     from afterward.events._bus import EventBus
 
-__all__ = ["OutboxStore", "relay", "store_for", "write_to_outbox"]
+__all__ = ["OutboxStore", "relay", "store_for", "write_to_outbox", "write_to_outbox_async"]
 
 logger = logging.getLogger("afterward.events")
 
@@ -46,8 +44,13 @@ class OutboxStore:
         """Insert ``records`` through ``owner``'s open transaction."""
         raise NotImplementedError
 
-    def claim(self, bus_url: str, limit: int, send: Callable[[list[AppendRecord]], None]) -> int:
-        """In one transaction: delete up to ``limit`` rows, ``send`` them, commit."""
+    async def write_async(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
+        """:meth:`write` from a coroutine (an ``AsyncSession``'s transaction)."""
+        self.write(owner, bus_url, records)
+
+    def claim(self, bus: EventBus, limit: int) -> int:
+        """In one transaction: delete up to ``limit`` of ``bus``'s rows, append them to
+        the bus, commit; return how many. Runs on a plain thread."""
         raise NotImplementedError
 
 
@@ -62,27 +65,42 @@ def store_for(target: Any) -> OutboxStore:
     return SQLAlchemyOutbox.of(target)
 
 
-def write_to_outbox(bus: EventBus, records: list[AppendRecord]) -> bool:
-    """Write ``records`` to the open transaction's outbox; false when none is open."""
+def _open(bus: EventBus) -> tuple[Any, OutboxStore] | None:
     transaction = current_transaction()
     if transaction is None:
-        return False
+        return None
     store = store_for(transaction.owner)
-    store.write(transaction.owner, bus.url, records)
     bus._outboxes[store.ident] = store
     transaction.on_commit(lambda: _relayer.wake(bus, store))
+    return transaction.owner, store
+
+
+def write_to_outbox(bus: EventBus, records: list[AppendRecord]) -> bool:
+    """Write ``records`` to the open transaction's outbox; false when none is open."""
+    found = _open(bus)
+    if found is None:
+        return False
+    owner, store = found
+    store.write(owner, bus.url, records)
+    return True
+
+
+async def write_to_outbox_async(bus: EventBus, records: list[AppendRecord]) -> bool:
+    """:func:`write_to_outbox` for ``publish`` (works inside an ``AsyncSession`` too)."""
+    found = _open(bus)
+    if found is None:
+        return False
+    owner, store = found
+    await store.write_async(owner, bus.url, records)
     return True
 
 
 def relay(bus: EventBus, store: OutboxStore, batch: int = 500) -> int:
-    """Move every pending outbox row of ``bus`` in ``store`` to the bus (blocking)."""
-
-    def send(records: list[AppendRecord]) -> None:
-        run_sync(bus._append(records, outbox=False))
-
+    """Move every pending outbox row of ``bus`` in ``store`` to the bus (blocking; not
+    on afterward's background loop)."""
     total = 0
     while True:
-        moved = store.claim(bus.url, batch, send)
+        moved = store.claim(bus, batch)
         total += moved
         if moved < batch:
             return total

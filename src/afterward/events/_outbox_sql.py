@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -22,11 +22,17 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.ext.asyncio import async_session, create_async_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from afterward._exceptions import ConfigError
+from afterward._exceptions import ConfigError, PublishError
+from afterward._loop import run_sync
 from afterward.events._backend import AppendRecord
 from afterward.events._outbox import OutboxStore
+
+if TYPE_CHECKING:
+    from afterward.events._bus import EventBus
 
 __all__ = ["DjangoOutbox", "SQLAlchemyOutbox", "engine_of"]
 
@@ -45,16 +51,13 @@ outbox_table = Table(
 
 
 def engine_of(target: Any) -> Engine:
-    """The engine behind a Session, a sessionmaker or an Engine."""
-    if isinstance(target, Engine):
-        return target
-    bind: Any
+    """The (sync) engine behind a Session, a (async_)sessionmaker or an (Async)Engine."""
+    bind: Any = target
     if isinstance(target, Session):
         bind = target.get_bind()
-    elif isinstance(target, sessionmaker):
+    elif isinstance(getattr(target, "kw", None), dict):  # sessionmaker, async_sessionmaker
         bind = target.kw.get("bind")
-    else:
-        bind = getattr(target, "sync_engine", None)  # an AsyncEngine
+    bind = getattr(bind, "sync_engine", bind)  # an AsyncEngine
     if isinstance(bind, Engine):
         return bind
     raise ConfigError(f"expected a SQLAlchemy Engine, Session or sessionmaker, got {target!r}")
@@ -104,6 +107,11 @@ class SQLAlchemyOutbox(OutboxStore):
             return store
 
     def write(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
+        if async_session(owner) is not None:
+            raise PublishError(
+                "an AsyncSession transaction is open: publish with `await bus.publish(...)` "
+                "so the event can join it"
+            )
         connection = owner.connection()  # the session's connection, in its transaction
         if not self.created:
             # In the user's transaction: if it rolls back, so does the table; it is
@@ -111,19 +119,49 @@ class SQLAlchemyOutbox(OutboxStore):
             outbox_table.create(connection, checkfirst=True)
         connection.execute(insert(outbox_table), _rows(bus_url, records))
 
-    def claim(self, bus_url: str, limit: int, send: Callable[[list[AppendRecord]], None]) -> int:
-        t = outbox_table
+    async def write_async(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
+        proxy = async_session(owner)
+        if proxy is None:
+            self.write(owner, bus_url, records)
+            return
+        connection = await proxy.connection()
+        if not self.created:
+            await connection.run_sync(lambda c: outbox_table.create(c, checkfirst=True))
+        await connection.execute(insert(outbox_table), _rows(bus_url, records))
+
+    def claim(self, bus: EventBus, limit: int) -> int:
+        if self.engine.dialect.is_async:
+            return run_sync(self._claim_async(bus, limit))
         with self.engine.begin() as connection:
             if not self.created:
-                t.create(connection, checkfirst=True)
-            ids = select(t.c.id).where(t.c.bus == bus_url).order_by(t.c.id).limit(limit)
-            rows = connection.execute(
-                delete(t)
-                .where(t.c.id.in_(ids.scalar_subquery()))
-                .returning(t.c.id, t.c.topic, t.c.key, t.c.event_id, t.c.ts, t.c.payload)
-            ).all()
+                outbox_table.create(connection, checkfirst=True)
+            rows = connection.execute(*self._claim_statement(bus.url, limit)).all()
             if rows:
-                send(_records(rows))
+                run_sync(bus._append(_records(rows), outbox=False))
+        self.created = True
+        return len(rows)
+
+    def _claim_statement(self, bus_url: str, limit: int) -> tuple[Any]:
+        t = outbox_table
+        ids = select(t.c.id).where(t.c.bus == bus_url).order_by(t.c.id).limit(limit)
+        return (
+            delete(t)
+            .where(t.c.id.in_(ids.scalar_subquery()))
+            .returning(t.c.id, t.c.topic, t.c.key, t.c.event_id, t.c.ts, t.c.payload),
+        )
+
+    async def _claim_async(self, bus: EventBus, limit: int) -> int:
+        # An async driver's connections belong to the loop that made them: the relay
+        # opens its own, on afterward's background loop.
+        engine = create_async_engine(self.engine.url, poolclass=NullPool)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(lambda c: outbox_table.create(c, checkfirst=True))
+                rows = (await connection.execute(*self._claim_statement(bus.url, limit))).all()
+                if rows:
+                    await bus._append(_records(rows), outbox=False)
+        finally:
+            await engine.dispose()
         self.created = True
         return len(rows)
 
@@ -163,7 +201,7 @@ class DjangoOutbox(OutboxStore):
                 [tuple(row.values()) for row in _rows(bus_url, records)],
             )
 
-    def claim(self, bus_url: str, limit: int, send: Callable[[list[AppendRecord]], None]) -> int:
+    def claim(self, bus: EventBus, limit: int) -> int:
         from django.db import connections, transaction
 
         connection = connections[self.alias]
@@ -174,11 +212,11 @@ class DjangoOutbox(OutboxStore):
                     "DELETE FROM afterward_outbox WHERE id IN (SELECT id FROM afterward_outbox "
                     "WHERE bus = %s ORDER BY id LIMIT %s) "
                     "RETURNING id, topic, key, event_id, ts, payload",
-                    [bus_url, limit],
+                    [bus.url, limit],
                 )
                 rows = cursor.fetchall()
                 if rows:
-                    send(_records(rows))
+                    run_sync(bus._append(_records(rows), outbox=False))
         finally:
             if not connection.in_atomic_block:
                 connection.close()  # a relay thread's own connection: do not leak it
