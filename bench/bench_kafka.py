@@ -17,6 +17,7 @@ dead letters); FastStream runs with its defaults plus manual commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -184,6 +185,72 @@ async def faststream_end_to_end(bootstrap: str, topic: str) -> float:
     return await _faststream_consume(bootstrap, topic, fill=True)
 
 
+def _afterward_url(bootstrap: str, topic: str) -> str:
+    import tempfile
+    from urllib.parse import quote
+
+    store = f"sqlite:///{tempfile.mkdtemp(prefix='afterward-bench-')}/state.db"
+    return f"kafka://{bootstrap}?partitions={PARTITIONS}&store={quote(store, safe='')}"
+
+
+async def _afterward_fill(bus: Any, topic: str) -> float:
+    started = time.perf_counter()
+    for start in range(0, EVENTS, 1000):
+        await asyncio.gather(
+            *(
+                bus.publish(topic, {"order_id": n, "total": 10.5}, key=f"key-{n % 1000}")
+                for n in range(start, start + 1000)
+            )
+        )
+    return time.perf_counter() - started
+
+
+async def afterward_produce(bootstrap: str, topic: str) -> float:
+    """Events/s of ``bus.publish`` (1,000 concurrent publishes at a time)."""
+    from afterward import EventBus
+
+    async with EventBus(_afterward_url(bootstrap, topic)) as bus:
+        return EVENTS / await _afterward_fill(bus, topic)
+
+
+async def _afterward_consume(bootstrap: str, topic: str, together: bool) -> float:
+    from afterward import Event, EventBus
+
+    async with EventBus(_afterward_url(bootstrap, topic), batch_size=2000) as bus:
+        done = asyncio.Event()
+        seen = 0
+
+        @bus.subscribe(topic, group="bench")
+        async def handle(event: Event) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == EVENTS:
+                done.set()
+
+        if not together:
+            await _afterward_fill(bus, topic)
+        started = time.perf_counter()
+        runner = asyncio.create_task(bus.run())
+        if together:
+            await _afterward_fill(bus, topic)
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        return EVENTS / elapsed
+
+
+async def afterward_consume(bootstrap: str, topic: str) -> float:
+    """Events/s handled by an afterward group (processed IDs, commits) from a full topic."""
+    return await _afterward_consume(bootstrap, topic, together=False)
+
+
+async def afterward_end_to_end(bootstrap: str, topic: str) -> float:
+    """Events/s from first ``publish`` to last handled, afterward on both sides."""
+    return await _afterward_consume(bootstrap, topic, together=True)
+
+
 def _rows(bootstrap: str, contenders: dict[str, dict[str, Measure]]) -> list[list[object]]:
     rows: list[list[object]] = []
     raw = contenders["raw aiokafka"]
@@ -207,6 +274,11 @@ def _contenders() -> dict[str, dict[str, Measure]]:
             "consume + commit": raw_consume,
             "end to end": raw_end_to_end,
         }
+    }
+    contenders["afterward"] = {
+        "produce": afterward_produce,
+        "consume + commit": afterward_consume,
+        "end to end": afterward_end_to_end,
     }
     try:
         import faststream.kafka  # noqa: F401

@@ -23,6 +23,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from bench._table import table
 
@@ -125,13 +126,80 @@ async def raw_end_to_end(url: str, stream: str) -> float:
     return EVENTS / (time.perf_counter() - started)
 
 
+async def _afterward_fill(bus: Any, topic: str, concurrent: bool) -> float:
+    started = time.perf_counter()
+    if concurrent:  # only to fill the topic fast for the consume measurement
+        for start in range(0, EVENTS, 1000):
+            await asyncio.gather(
+                *(
+                    bus.publish(topic, {"n": n}, key=f"key-{n % 1000}")
+                    for n in range(start, start + 1000)
+                )
+            )
+    else:
+        for n in range(EVENTS):
+            await bus.publish(topic, {"order_id": n, "total": 10.5}, key=f"key-{n % 1000}")
+    return time.perf_counter() - started
+
+
+async def afterward_publish(url: str, stream: str) -> float:
+    """Events/s of awaited ``bus.publish`` calls."""
+    from afterward import EventBus
+
+    async with EventBus(f"{url}?prefix={stream}:") as bus:
+        return EVENTS / await _afterward_fill(bus, "orders", concurrent=False)
+
+
+async def _afterward_consume(url: str, stream: str, together: bool) -> float:
+    from afterward import Event, EventBus
+
+    async with EventBus(f"{url}?prefix={stream}:", batch_size=500) as bus:
+        done = asyncio.Event()
+        seen = 0
+
+        @bus.subscribe("orders", group="bench")
+        async def handle(event: Event) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == EVENTS:
+                done.set()
+
+        if not together:
+            await _afterward_fill(bus, "orders", concurrent=True)
+        started = time.perf_counter()
+        runner = asyncio.create_task(bus.run())
+        if together:
+            await _afterward_fill(bus, "orders", concurrent=False)
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        return EVENTS / elapsed
+
+
+async def afterward_consume(url: str, stream: str) -> float:
+    """Events/s handled by an afterward group (processed IDs, atomic commits)."""
+    return await _afterward_consume(url, stream, together=False)
+
+
+async def afterward_end_to_end(url: str, stream: str) -> float:
+    """Events/s from first ``publish`` to last handled, afterward on both sides."""
+    return await _afterward_consume(url, stream, together=True)
+
+
 def _contenders() -> dict[str, dict[str, Measure]]:
     return {
         "raw redis-py": {
             "publish": raw_publish,
             "consume + ack": raw_consume,
             "end to end": raw_end_to_end,
-        }
+        },
+        "afterward": {
+            "publish": afterward_publish,
+            "consume + ack": afterward_consume,
+            "end to end": afterward_end_to_end,
+        },
     }
 
 

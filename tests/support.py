@@ -35,6 +35,15 @@ def wait_for(
         time.sleep(interval)
 
 
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` no longer exists (killed *and* reaped: no zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True

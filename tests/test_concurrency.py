@@ -21,15 +21,7 @@ from afterward import (
     concurrency,
 )
 from afterward.concurrency._process import pool
-from tests.support import wait_for
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+from tests.support import process_gone, wait_for
 
 
 def square(n: int) -> int:
@@ -55,6 +47,20 @@ def test_run_sync_defaults_and_sync_driver_in_the_caller() -> None:
     assert concurrency.run_sync([threading.get_ident]) != [caller]
     assert concurrency.run_sync([threading.get_ident], driver="sync") == [caller]
     assert concurrency.run_sync([]) == []
+
+
+def test_sync_driver_keeps_sync_tasks_in_the_caller_next_to_coroutines() -> None:
+    caller = threading.get_ident()
+
+    async def coro() -> str:
+        return "coro"
+
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    assert concurrency.run_sync([threading.get_ident, coro], driver="sync") == [caller, "coro"]
+    with pytest.raises(TaskTimeout, match="in task 1"):
+        concurrency.run_sync([lambda: 1, slow], driver="sync", timeout=0.2)
 
 
 async def test_default_driver_is_async_for_coroutines() -> None:
@@ -83,6 +89,21 @@ async def test_task_error_has_index_error_and_cause(driver: concurrency.Driver) 
     assert isinstance(error.error, ValueError) and error.__cause__ is error.error
     printed = "".join(traceback.format_exception(error))
     assert 'raise ValueError("broken task")' in printed  # remote traceback for processes
+
+
+@pytest.mark.parametrize("driver", ["async", "thread", "process", "sync"])
+async def test_a_tasks_own_timeout_error_is_a_task_error(driver: concurrency.Driver) -> None:
+    def sync_timeout() -> None:
+        raise TimeoutError("socket timed out")
+
+    async def async_timeout() -> None:
+        raise TimeoutError("socket timed out")
+
+    for task in (sync_timeout, async_timeout):
+        with pytest.raises(TaskError) as caught:
+            await concurrency.run([task], driver=driver)
+        assert isinstance(caught.value.error, TimeoutError)
+        assert not isinstance(caught.value, TimeoutError)
 
 
 async def test_timeout_cancels_coroutines_at_once() -> None:
@@ -122,7 +143,7 @@ def test_timeout_kills_process_workers_leaving_no_orphans(tmp_path: Path) -> Non
         concurrency.run_sync(tasks, driver="process", timeout=1.5)
     pids = [int((tmp_path / f"pid{n}").read_text()) for n in range(2)]
     for pid in pids:
-        wait_for(lambda pid=pid: _gone(pid), timeout=5)  # killed and reaped: no zombie
+        wait_for(lambda pid=pid: process_gone(pid), timeout=5)  # killed and reaped: no zombie
         assert pid not in pool().pids()
 
 
@@ -139,7 +160,7 @@ def test_a_failing_task_stops_a_hung_process_task(tmp_path: Path) -> None:
         concurrency.run_sync([hang, fail_later], driver="process", timeout=20)
     assert caught.value.index == 1
     pid = int((tmp_path / "pid").read_text())
-    wait_for(lambda: _gone(pid), timeout=5)
+    wait_for(lambda: process_gone(pid), timeout=5)
 
 
 @pytest.mark.parametrize(

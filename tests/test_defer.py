@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ import afterward
 from afterward import (
     InvalidCallbackError,
     NoScopeError,
+    _runtime,
     correlation_id,
     defer,
     forget,
@@ -159,6 +161,26 @@ def test_defer_rejects_bad_names(name: object) -> None:
         defer(print, name=name)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["", 3, ["x"]])
+def test_forget_rejects_bad_names(name: object) -> None:
+    with scope(), pytest.raises(InvalidCallbackError, match=r"forget\(\) name"):
+        forget(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cid", ["", "two\nlines", 42])
+def test_scope_rejects_bad_correlation_ids(cid: object) -> None:
+    with pytest.raises(afterward.ConfigError, match="correlation_id"):
+        scope(cid)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [-1, "5", True])
+async def test_drain_rejects_bad_timeouts(timeout: object) -> None:
+    with pytest.raises(afterward.ConfigError, match=r"drain\(\) timeout"):
+        await afterward.drain(timeout)  # type: ignore[arg-type]
+    with pytest.raises(afterward.ConfigError, match=r"drain_sync\(\) timeout"):
+        afterward.drain_sync(timeout)  # type: ignore[arg-type]
+
+
 def test_bad_input_errors_are_type_errors_too() -> None:
     with scope(), pytest.raises(TypeError):
         defer(None)  # type: ignore[arg-type]
@@ -234,3 +256,118 @@ def test_configure_rejects_bad_values() -> None:
         afterward.configure(nope=1)
     with pytest.raises(ValueError):
         afterward.configure(grace_period=-1)
+
+
+def test_a_slot_waiting_on_a_closed_loop_is_not_leaked() -> None:
+    afterward.configure(max_concurrency=1)
+    limiter = _runtime._Limiter()
+    try:
+        asyncio.run(limiter.acquire())  # takes the only slot
+        dead = asyncio.new_event_loop()
+        waiting = dead.create_task(limiter.acquire())
+        dead.run_until_complete(asyncio.sleep(0))  # now queued for a slot
+        assert not waiting.done()
+        waiting._log_destroy_pending = False  # type: ignore[attr-defined]  # dies with its loop
+        dead.close()  # e.g. a server's loop that ended with work still waiting
+        limiter.release()  # must not hand the slot to the dead loop and lose it
+        asyncio.run(asyncio.wait_for(limiter.acquire(), 2))
+    finally:
+        afterward.configure(max_concurrency=64)
+
+
+def test_drain_waits_for_a_run_restarted_while_the_last_one_ended() -> None:
+    release = threading.Event()
+    late: list[str] = []
+    defer_scope = scope()
+    original = defer_scope._next_callback
+
+    def next_callback() -> object:
+        taken = original()
+        if taken is None and not late:
+            # Another thread adds a callback (a transaction committing late) just as
+            # the first run ends: the scope starts a second run.
+            late.append("added")
+            adder = threading.Thread(
+                target=defer_scope._add,
+                args=(afterward.DeferredCallback(release.wait, (5,), {}, "late", False, "c"), None),
+            )
+            adder.start()
+            adder.join()
+        return taken
+
+    defer_scope._next_callback = next_callback  # type: ignore[method-assign]
+    with defer_scope:
+        defer(lambda: None)
+    try:
+        assert late == ["added"]
+        assert afterward.drain_sync(0.2) is False  # the late callback is still running
+    finally:
+        release.set()
+
+
+async def test_cancelling_a_task_leaving_an_async_scope_keeps_its_run_intact(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    release = asyncio.Event()
+    done: list[str] = []
+
+    async def slow() -> None:
+        await release.wait()
+        done.append("slow")
+
+    opened: list[afterward.DeferScope] = []
+
+    async def block() -> None:
+        async with scope() as defer_scope:
+            opened.append(defer_scope)
+            defer(slow)
+
+    def our_run() -> Any:
+        runs = [done for s, _, done in _runtime._pending_runs() if opened and s is opened[0]]
+        return runs[0] if runs else None
+
+    task = asyncio.create_task(block())
+    await async_wait_for(our_run)  # the scope is waiting for its callbacks
+    run = our_run()
+    task.cancel()  # e.g. a client hung up while the scope waited for its callbacks
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not run.cancelled()  # drains wait on it: it must end when the run ends
+    release.set()
+    assert await afterward.drain(5) is True
+    assert done == ["slow"]
+    gc.collect()
+    assert "InvalidStateError" not in caplog.text
+
+
+async def async_wait_for(predicate: Any, timeout: float = 5) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met"
+        await asyncio.sleep(0.005)
+
+
+def test_sync_scope_on_afterwards_own_loop_raises_instead_of_deadlocking() -> None:
+    from afterward import _loop
+
+    ran: list[str] = []
+
+    async def misuse() -> None:
+        with scope():
+            defer(ran.append, "still runs")
+
+    with pytest.raises(afterward.BlockingCallError, match=r"async with afterward\.scope"):
+        _loop.run_sync(asyncio.wait_for(misuse(), 5))
+    wait_for(lambda: ran == ["still runs"])
+
+    async def sync_twin() -> None:
+        from afterward import concurrency
+
+        concurrency.run_sync([print], driver="thread")
+
+    with pytest.raises(afterward.BlockingCallError) as caught:
+        _loop.run_sync(sync_twin())
+    assert isinstance(caught.value, RuntimeError)

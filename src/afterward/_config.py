@@ -8,7 +8,7 @@ from typing import Any
 
 from afterward._exceptions import ConfigError
 
-__all__ = ["Settings", "configure", "settings"]
+__all__ = ["Settings", "check_grace", "configure", "settings"]
 
 
 @dataclass
@@ -39,6 +39,13 @@ def _is_int_at_least_one(value: object) -> bool:
 
 def _is_seconds(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def check_grace(what: str, value: object) -> float | None:
+    """Return ``value`` if it is ``None`` or seconds >= 0, else raise :class:`ConfigError`."""
+    if value is not None and not _is_seconds(value):
+        raise ConfigError(f"{what} must be None or a number of seconds >= 0, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def _is_name(value: object) -> bool:

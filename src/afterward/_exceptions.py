@@ -5,6 +5,7 @@ The tree::
     AfterwardError
     ├── ConfigError (ValueError)            bad settings or arguments to configure()
     ├── NoScopeError (RuntimeError)         defer()/forget() with no open defer scope
+    ├── BlockingCallError (RuntimeError)    a blocking API on afterward's own loop thread
     ├── InvalidCallbackError (TypeError)    defer() of a non-callable or a bad name
     ├── TaskError                           a concurrency task raised (.index, .error)
     ├── TaskTimeout (TimeoutError)          concurrency.run exceeded its timeout
@@ -29,6 +30,7 @@ __all__ = [
     "AfterwardError",
     "BackendError",
     "BackendUnavailable",
+    "BlockingCallError",
     "ConfigError",
     "DispatchError",
     "InvalidCallbackError",
@@ -55,6 +57,12 @@ class ConfigError(AfterwardError, ValueError):
 
 class NoScopeError(AfterwardError, RuntimeError):
     """Deferred work was registered with no defer scope open."""
+
+
+class BlockingCallError(AfterwardError, RuntimeError):
+    """A blocking API (a sync twin, ``with scope():``, ``run_now()``) was called on
+    afterward's own background event-loop thread, where waiting would deadlock: use the
+    async API there."""
 
 
 class InvalidCallbackError(AfterwardError, TypeError):

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from afterward._exceptions import BlockingCallError
+
 __all__ = ["background_loop", "in_background_loop", "run_sync"]
 
 T = TypeVar("T")
@@ -59,13 +61,15 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     The caller's context variables (correlation ID, defer scope) travel with it.
 
     Raises:
-        RuntimeError: called from the background loop's own thread (it would deadlock).
+        BlockingCallError: called from the background loop's own thread (it would
+            deadlock); a ``RuntimeError``.
     """
     if in_background_loop():
         coro.close()
-        raise RuntimeError(
-            "a sync afterward API was called on afterward's own event loop thread; "
-            "use the async API there"
+        raise BlockingCallError(
+            "a sync afterward API was called on afterward's own event loop thread "
+            "(a coroutine callback, an async job run by a sync twin...); use the async "
+            "API there"
         )
     future = asyncio.run_coroutine_threadsafe(coro, background_loop())
     return future.result(timeout)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from afterward import _loop
-from afterward._config import settings
+from afterward._config import check_grace, settings
 from afterward._context import _correlation_id, _current_scope
 from afterward._stats import incr
 from afterward._threads import DaemonExecutor
@@ -65,10 +65,13 @@ class _Limiter:
 
     def release(self) -> None:
         with self._lock:
-            if self._waiters and self._active <= settings.max_concurrency:
+            while self._waiters and self._active <= settings.max_concurrency:
                 loop, waiter = self._waiters.popleft()
-                # Hand the slot over directly: the count of active callbacks is unchanged.
-                loop.call_soon_threadsafe(self._grant, waiter)
+                try:
+                    # Hand the slot over directly: the count of active callbacks is unchanged.
+                    loop.call_soon_threadsafe(self._grant, waiter)
+                except RuntimeError:  # that loop was closed: its waiter will never run
+                    continue
                 return
             self._active -= 1
 
@@ -151,7 +154,11 @@ async def _tracked(scope: DeferScope, done: concurrent.futures.Future[None]) -> 
         await _run(scope)
     finally:
         with _runs_lock:
-            _runs.pop(scope, None)
+            # The scope may have restarted (a late callback, from another thread) and
+            # registered a new run meanwhile: only forget the entry if it is ours.
+            entry = _runs.get(scope)
+            if entry is not None and entry[1] is done:
+                del _runs[scope]
         done.set_result(None)
 
 
@@ -231,6 +238,7 @@ async def drain(timeout: float | None = None) -> bool:
         ``True`` when everything finished; ``False`` when the time ran out, after
         logging each unfinished callback as lost with its name and correlation ID.
     """
+    check_grace("drain() timeout", timeout)
     limit = settings.grace_period if timeout is None else timeout
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
@@ -244,6 +252,7 @@ async def drain(timeout: float | None = None) -> bool:
 
 def drain_sync(timeout: float | None = None) -> bool:
     """Blocking twin of :func:`drain`, for WSGI servers, Django and ``atexit``."""
+    check_grace("drain_sync() timeout", timeout)
     limit = settings.grace_period if timeout is None else timeout
     deadline = time.monotonic() + limit
     while futures := _live_futures():

@@ -34,6 +34,7 @@ class DaemonExecutor(Executor):
         self._idle = 0
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Queue ``fn(*args, **kwargs)``, starting a thread if none is idle; return its future."""
         future: Future[T] = Future()
         self._queue.put((future, fn, args, kwargs))
         with self._lock:

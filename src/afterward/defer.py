@@ -15,9 +15,19 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, Literal
 
-from afterward import _runtime
-from afterward._context import _correlation_id, _current_scope, new_correlation_id
-from afterward._exceptions import InvalidCallbackError, NoScopeError
+from afterward import _loop, _runtime
+from afterward._context import (
+    _correlation_id,
+    _current_scope,
+    is_valid_correlation_id,
+    new_correlation_id,
+)
+from afterward._exceptions import (
+    BlockingCallError,
+    ConfigError,
+    InvalidCallbackError,
+    NoScopeError,
+)
 from afterward._stats import incr
 from afterward._transactions import _providers, current_transaction
 
@@ -79,6 +89,8 @@ class DeferScope:
         self.correlation_id = correlation_id or _correlation_id.get() or new_correlation_id()
         self._callbacks: list[DeferredCallback] = []
         self._names: dict[str, int] = {}
+        # Named callbacks waiting for a transaction to commit, so forget() reaches them.
+        self._held: dict[str, list[DeferredCallback]] = {}
         self._lock = threading.Lock()
         self._cursor = 0
         # collecting: the request/block is still running; running: callbacks are being
@@ -97,8 +109,21 @@ class DeferScope:
 
     # -- registration -------------------------------------------------------------
 
+    def _hold(self, callback: DeferredCallback, name: str) -> None:
+        """Remember a named callback that waits for a transaction to commit."""
+        with self._lock:
+            self._held.setdefault(name, []).append(callback)
+
     def _add(self, callback: DeferredCallback, name: str | None) -> None:
         with self._lock:
+            if name is not None and name in self._held:
+                held = [c for c in self._held[name] if c is not callback]
+                if held:
+                    self._held[name] = held
+                else:
+                    del self._held[name]
+            if callback.state != "pending":  # forgotten while its transaction was open
+                return
             index = self._names.get(name) if name is not None else None
             if index is not None and index >= self._cursor:
                 # Same name, not started yet: the new callback takes the old one's place.
@@ -116,12 +141,16 @@ class DeferScope:
 
     def _forget(self, name: str) -> bool:
         with self._lock:
+            forgotten = False
+            for held in self._held.pop(name, []):
+                held.state = "forgotten"
+                forgotten = True
             index = self._names.get(name)
-            if index is None or self._callbacks[index].state != "pending":
-                return False
-            del self._names[name]
-            self._callbacks[index].state = "forgotten"
-            return True
+            if index is not None and self._callbacks[index].state == "pending":
+                del self._names[name]
+                self._callbacks[index].state = "forgotten"
+                forgotten = True
+            return forgotten
 
     # -- running --------------------------------------------------------------------
 
@@ -175,12 +204,12 @@ class DeferScope:
         ``run_now``). Coroutine callbacks run on afterward's background loop.
         """
         if self._begin(True, close=False):
-            _runtime.start_run(self, background=True).result()
+            _wait_for_run_sync(self, "afterward_scope.run_now() / DeferScope.run_now()")
 
     async def run_now_async(self) -> None:
         """Async twin of :meth:`run_now`: coroutine callbacks run on the caller's loop."""
         if self._begin(True, close=False):
-            await asyncio.wrap_future(_runtime.start_run(self))
+            await _wait_for_run(self)
 
     # -- context managers ---------------------------------------------------------
 
@@ -196,7 +225,7 @@ class DeferScope:
     ) -> None:
         self._unbind()
         if self._begin(exc_type is None, close=True):
-            _runtime.start_run(self, background=True).result()
+            _wait_for_run_sync(self, "`with afterward.scope():`")
 
     async def __aenter__(self) -> DeferScope:
         return self.__enter__()
@@ -209,7 +238,7 @@ class DeferScope:
     ) -> None:
         self._unbind()
         if self._begin(exc_type is None, close=True):
-            await asyncio.wrap_future(_runtime.start_run(self))
+            await _wait_for_run(self)
 
     def _unbind(self) -> None:
         if self._tokens is not None:
@@ -220,6 +249,25 @@ class DeferScope:
 
     def __repr__(self) -> str:
         return f"<DeferScope {self.correlation_id} {self._state} callbacks={len(self._callbacks)}>"
+
+
+def _wait_for_run_sync(defer_scope: DeferScope, what: str) -> None:
+    run = _runtime.start_run(defer_scope, background=True)
+    if _loop.in_background_loop():
+        # Waiting here would block the very loop the callbacks run on, forever. They
+        # still run (the run is started); the caller learns to use the async form.
+        raise BlockingCallError(
+            f"{what} waits for its callbacks and cannot be used on afterward's own event "
+            "loop thread (a coroutine callback, an async job run by a sync twin...): use "
+            "`async with afterward.scope():` / `await scope.run_now_async()` there"
+        )
+    run.result()
+
+
+async def _wait_for_run(defer_scope: DeferScope) -> None:
+    # Shielded: if the waiting task is cancelled, the callbacks still run to the end and
+    # the run's future (which drains wait on) must not be cancelled with it.
+    await asyncio.shield(asyncio.wrap_future(_runtime.start_run(defer_scope)))
 
 
 def scope(correlation_id: str | None = None) -> DeferScope:
@@ -236,7 +284,17 @@ def scope(correlation_id: str | None = None) -> DeferScope:
     Args:
         correlation_id: the ID bound inside the block; defaults to the current one,
             else a new UUID.
+
+    Raises:
+        ConfigError: ``correlation_id`` is not 1-200 printable ASCII characters.
     """
+    if correlation_id is not None and not (
+        isinstance(correlation_id, str) and is_valid_correlation_id(correlation_id)
+    ):
+        raise ConfigError(
+            f"scope() correlation_id must be 1-200 printable ASCII characters, "
+            f"got {correlation_id!r}"
+        )
     return DeferScope(correlation_id)
 
 
@@ -304,6 +362,8 @@ def defer(
     if after_commit and _providers:
         transaction = current_transaction()
         if transaction is not None:
+            if name is not None:
+                current._hold(callback, name)
             transaction.on_commit(functools.partial(current._add, callback, name))
             return callback
     current._add(callback, name)
@@ -313,12 +373,17 @@ def defer(
 def forget(name: str) -> bool:
     """Cancel the callback named ``name`` in the current scope if it has not started.
 
+    This includes a callback still waiting for its database transaction to commit.
+
     Returns:
         ``True`` if a pending callback was cancelled, ``False`` if there was none.
 
     Raises:
         NoScopeError: no defer scope is open in this context.
+        InvalidCallbackError: ``name`` is not a non-empty string.
     """
+    if not isinstance(name, str) or not name:
+        raise InvalidCallbackError(f"forget() name must be a non-empty string, got {name!r}")
     current = _current_scope.get()
     if current is None:
         raise NoScopeError(
@@ -339,6 +404,9 @@ async def drain(timeout: float | None = None) -> bool:
     Returns:
         ``True`` if everything finished; ``False`` if time ran out, after logging each
         unfinished callback as lost with its name and correlation ID.
+
+    Raises:
+        ConfigError: ``timeout`` is not ``None`` or seconds >= 0.
     """
     return await _runtime.drain(timeout)
 

@@ -27,6 +27,7 @@ class CorrelationIdFilter(logging.Filter):
         self.default = default
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Add ``record.correlation_id`` (unless it has one) and keep the record."""
         if getattr(record, "correlation_id", None) is None:
             record.correlation_id = correlation_id() or self.default
         return True

@@ -187,7 +187,7 @@ def test_dead_letters_list_show_retry_discard(bus_url: str) -> None:
 
 
 def _failed_jobs(url: str, *orders: str) -> list[str]:
-    from afterward.events._queue import subscribe_worker
+    from afterward.events import subscribe_worker
     from afterward.jobs import unregister_connection
 
     bus = EventBus(url)

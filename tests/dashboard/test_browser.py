@@ -17,8 +17,7 @@ import pytest
 
 from afterward import correlate
 from afterward.demo import Shop
-from afterward.events import EventBus
-from afterward.events._queue import subscribe_worker
+from afterward.events import EventBus, subscribe_worker
 from afterward.jobs import unregister_connection
 from tests.cli.shop_app import send_receipt
 from tests.support import serve_asgi, wait_for

@@ -196,6 +196,33 @@ async def test_retries_then_dead_letter_and_the_group_moves_on(bus: EventBus) ->
     assert [n for n, _ in handled] == [2, 1]
 
 
+async def test_retry_dead_letter_without_the_handler_hands_it_back(bus_url: str) -> None:
+    fail = True
+    runs: list[str] = []
+    async with EventBus(bus_url) as consumer:
+
+        @consumer.subscribe("t", group="g", retries=0)
+        async def handle(event: Event) -> None:
+            runs.append(f"g:{event.id}")
+            if fail:
+                raise RuntimeError("down")
+
+        @consumer.subscribe("t", group="other")
+        async def other(event: Event) -> None:
+            runs.append(f"other:{event.id}")
+
+        await consumer.publish("t", 1, id="x")
+        await consumer.drain()
+        assert sorted(runs) == ["g:x", "other:x"]
+        async with EventBus(bus_url) as cli:  # like `afterward dlq retry`: no handlers
+            [letter] = await cli.dead_letters_async()
+            assert await cli.retry_dead_letter(letter.id) is True
+            assert await cli.dead_letters_async() == []
+        fail = False
+        await consumer.drain()
+        assert sorted(runs) == ["g:x", "g:x", "other:x"]  # "other" skipped it
+
+
 async def test_discard_dead_letter(bus: EventBus) -> None:
     @bus.subscribe("t", group="g", retries=0)
     async def handle(event: Event) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import afterward
 from afterward import ConfigError, StrayRequestError, http
+from afterward.http._fake import active_fakes
 
 
 async def test_patterns_match_the_whole_url_with_star_wildcards() -> None:
@@ -46,6 +47,29 @@ def test_response_bodies() -> None:
     assert raw.headers["content-type"] == "application/octet-stream"
     empty = http.response(status=204)
     assert (empty.status_code, empty.content) == (204, b"")
+
+
+@pytest.mark.parametrize("status", ["200", 42, 600, True])
+def test_response_rejects_bad_status(status: object) -> None:
+    with pytest.raises(ConfigError, match=r"http.response\(\) status"):
+        http.response(status=status)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [{"ok": True}, "text", [http.response("one"), 200]])
+def test_unusable_fake_values_are_refused_when_stubbed(value: object) -> None:
+    with pytest.raises(ConfigError, match="unusable fake value"):
+        http.fake({"https://a.test/*": value})  # type: ignore[dict-item]
+    assert active_fakes() == ()  # nothing was left active
+
+
+def test_assertions_reject_bad_arguments() -> None:
+    with http.fake() as fake:
+        with pytest.raises(afterward.InvalidCallbackError, match="assert_sent"):
+            fake.assert_sent("/charge")  # type: ignore[arg-type]
+        with pytest.raises(afterward.InvalidCallbackError, match="assert_not_sent"):
+            fake.assert_not_sent(None)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="assert_sent_count"):
+            fake.assert_sent_count("0")  # type: ignore[arg-type]
 
 
 async def test_callables_sequences_and_exceptions() -> None:

@@ -102,6 +102,8 @@ async def test_configure_uses_the_users_own_client(server: Server) -> None:
         {"base_url": 5},
         {"timeout": "3"},
         {"timeout": True},
+        {"timeout": -1},
+        {"timeout": float("nan")},
         {"headers": ["X-A"]},
         {"client": object()},
     ],

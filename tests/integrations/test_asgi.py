@@ -256,3 +256,9 @@ def test_shutdown_grace_period_logs_lost_work(caplog: pytest.LogCaptureFixture) 
     finally:
         release.set()
         afterward.drain_sync(5)
+
+
+@pytest.mark.parametrize("grace", [-1, "10"])
+def test_bad_grace_period_is_refused(grace: object) -> None:
+    with pytest.raises(afterward.ConfigError, match="grace_period"):
+        DeferMiddleware(Starlette(), grace_period=grace)  # type: ignore[arg-type]

@@ -64,6 +64,17 @@ def test_commit_runs_and_rollback_drops(engine: object) -> None:
     assert afterward.stats()["defer.rolled_back"] == 1
 
 
+def test_forget_reaches_a_callback_waiting_for_its_transaction(engine: object) -> None:
+    ran: list[str] = []
+    with scope():
+        with Session(engine) as session, session.begin():  # type: ignore[call-overload]
+            defer(ran.append, "receipt", name="receipt")
+            defer(ran.append, "kept", name="kept")
+            assert afterward.forget("receipt") is True
+            assert afterward.forget("receipt") is False
+    assert ran == ["kept"]
+
+
 def test_savepoints(engine: object) -> None:
     ran: list[str] = []
     with scope(), Session(engine) as session, session.begin():  # type: ignore[call-overload]

@@ -125,3 +125,18 @@ class Blocked(Job):
         while not released.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         events[self.key].append(("released",))
+
+
+class OwnTimeout(Job):
+    """Has a time limit, but fails at once with a TimeoutError of its own."""
+
+    timeout = 30
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def handle(self) -> None:
+        raise TimeoutError("the payment API timed out")
+
+    def failed(self, error: BaseException) -> None:
+        events[self.key].append(("failed", type(error).__name__, str(error)))

@@ -17,17 +17,9 @@ import pytest
 
 import afterward
 from tests.jobs.sample import Hang, WriteFile
-from tests.support import wait_for
+from tests.support import process_gone, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_background_job_writes_a_file_after_the_scope(
@@ -73,7 +65,7 @@ def test_timeout_kills_a_hung_background_job(
 ) -> None:
     Hang(folder=str(tmp_path)).dispatch(connection="background")
     pid = int(wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text()))
-    wait_for(lambda: _gone(pid), timeout=10)
+    wait_for(lambda: process_gone(pid), timeout=10)
     assert (tmp_path / "failed").read_text() == "JobTimeout"
     wait_for(lambda: [r for r in caplog.records if "exited with status 1" in r.message])
 
@@ -101,7 +93,7 @@ def test_job_from_a_request_outlives_the_server_process(tmp_path: Path) -> None:
         child = int(wait_for(lambda: _read(tmp_path / "started")))
         server.kill()
         server.wait(timeout=10)
-        assert not _gone(child)
+        assert not process_gone(child)
         (tmp_path / "go").touch()
         assert int(wait_for(lambda: _read(tmp_path / "done"))) == child
     finally:

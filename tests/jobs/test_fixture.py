@@ -28,6 +28,8 @@ def test_records_instead_of_running(afterward_jobs: JobRecorder) -> None:
 def test_still_checks_dispatches(afterward_jobs: JobRecorder) -> None:
     with pytest.raises(DispatchError):
         record.dispatch("fixture-c", object())
+    with pytest.raises(DispatchError, match="unknown job connection 'nope'"):
+        record.dispatch("fixture-c", 1, connection="nope")
     assert afterward_jobs.dispatched == []
 
 

@@ -14,13 +14,22 @@ from typing import Any
 import pytest
 
 import afterward
-from afterward import ConfigError, DispatchError, Job, JobTimeout, NoScopeError, job
+from afterward import (
+    ConfigError,
+    DispatchError,
+    InvalidCallbackError,
+    Job,
+    JobTimeout,
+    NoScopeError,
+    job,
+)
 from afterward.jobs import JobPayload, move_pending_to_queue, register_connection
 from afterward.jobs import unregister_connection as unregister
 from tests.jobs.sample import (
     Blocked,
     DefersInside,
     Flaky,
+    OwnTimeout,
     Patient,
     SlowAsync,
     events,
@@ -117,6 +126,13 @@ def test_timeout_cancels_an_async_attempt(key: str) -> None:
     assert isinstance(JobTimeout("x"), TimeoutError)
 
 
+def test_a_jobs_own_timeout_error_is_not_a_job_timeout(key: str) -> None:
+    with pytest.raises(TimeoutError, match="payment API") as caught:
+        OwnTimeout(key=key).dispatch(connection="sync")
+    assert not isinstance(caught.value, JobTimeout)
+    assert events[key] == [("failed", "TimeoutError", "the payment API timed out")]
+
+
 def test_callbacks_deferred_inside_a_job_run_after_it_returns(key: str) -> None:
     DefersInside(key=key).dispatch(connection="sync")
     assert events[key] == [("handle returns",), ("deferred",)]
@@ -168,6 +184,19 @@ def test_unknown_connection_and_unconfigured_queue(key: str) -> None:
         Flaky(key=key).dispatch(connection="nope")
     with pytest.raises(DispatchError, match="delay"):
         Flaky(key=key).dispatch(connection="sync", delay=-1)
+    with pytest.raises(DispatchError, match="delay"):
+        Flaky(key=key).dispatch(connection="sync", delay=float("inf"))
+    assert _handles(key) == []
+
+
+def test_job_function_arguments_must_fit_its_signature(key: str) -> None:
+    with pytest.raises(DispatchError, match="do not fit its signature"):
+        record.dispatch(key, connection="sync")  # value is missing
+    with pytest.raises(DispatchError, match="do not fit its signature"):
+        record.dispatch(key, 1, colour="red", connection="sync")
+    assert events[key] == []
+    with pytest.raises(InvalidCallbackError, match="@job needs a function"):
+        job(tries=2)(42)  # type: ignore[call-overload]
 
 
 class ListQueue:

@@ -19,9 +19,7 @@ from afterward.cli._output import (
 )
 from afterward.cli._records import dead_letter_record, maybe_await, short
 
-__all__ = ["JOB_GROUP_PREFIX", "dlq"]
-
-JOB_GROUP_PREFIX = "afterward.worker."  # worker_group(queue) in afterward.events
+__all__ = ["dlq"]
 
 
 @click.group()
@@ -37,11 +35,13 @@ def dlq() -> None:
 async def _dead_letters(bus: Any, group: str | None, topic: str | None) -> list[Any]:
     reader = getattr(bus, "dead_letters_async", None)  # the sync one blocks on its own loop
     letters = list(await (reader(group) if reader else maybe_await(bus.dead_letters(group))))
+    from afterward.events import is_worker_group
+
     # Failed queue jobs are dead letters of the worker groups: `afterward failed` shows them.
     return [
         d
         for d in letters
-        if (topic is None or d.event.topic == topic) and not d.group.startswith(JOB_GROUP_PREFIX)
+        if (topic is None or d.event.topic == topic) and not is_worker_group(d.group)
     ]
 
 

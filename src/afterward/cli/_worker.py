@@ -75,15 +75,13 @@ def worker(queue: str, concurrency: int, lease: float, bus_url: str | None) -> N
     Example:
         afterward worker --queue default --concurrency 8 --bus sqlite:///shop.db
     """
-    from afterward.events import EventBus
+    from afterward.events import EventBus, subscribe_worker
 
     try:
         bus = EventBus(bus_url, claim_ttl=lease)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     bus.use_for_jobs(queue)  # jobs dispatched by jobs go to the same queue
-    from afterward.events._queue import subscribe_worker
-
     group = subscribe_worker(bus, queue, concurrency)
     click.echo(f"worker on {bus.url}: queue {queue!r}, concurrency {concurrency}", err=True)
     asyncio.run(_serve(bus, [group]))

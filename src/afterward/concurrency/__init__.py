@@ -131,29 +131,48 @@ async def _gather(tasks: list[Task], driver: Driver, timeout: float | None) -> l
             future.cancel()
 
 
+def _check_deadline(deadline: float | None, timeout: float | None, n: int) -> float | None:
+    """Raise if the run's time is up before task ``n``; else return the seconds left."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TaskTimeout(f"concurrency.run timed out after {timeout} s before task {n}")
+    return remaining
+
+
+class _Expired(Exception):
+    """The run's own deadline passed while a task was awaited."""
+
+
+async def _await_within(awaitable: Awaitable[Any], remaining: float | None) -> Any:
+    # Only our own deadline makes a TaskTimeout: a task raising TimeoutError itself
+    # (a socket timeout...) fails with a TaskError like any other exception.
+    limit = asyncio.timeout(remaining)
+    try:
+        async with limit:
+            return await awaitable
+    except TimeoutError:
+        if limit.expired():
+            raise _Expired from None
+        raise
+
+
 async def _one_by_one(tasks: list[Task], timeout: float | None) -> list[Any]:
     deadline = None if timeout is None else time.monotonic() + timeout
     results = []
     for n, task in enumerate(tasks):
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TaskTimeout(f"concurrency.run timed out after {timeout} s before task {n}")
+        remaining = _check_deadline(deadline, timeout, n)
         try:
             result = task()
             if inspect.isawaitable(result):
-                remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
-                result = await asyncio.wait_for(_wrap(result), remaining)
-        except TimeoutError as exc:
-            if isinstance(exc, TaskTimeout):
-                raise
+                result = await _await_within(result, remaining)
+        except _Expired:
             raise TaskTimeout(f"concurrency.run timed out after {timeout} s in task {n}") from None
         except Exception as exc:
             raise TaskError(n, exc) from exc
         results.append(result)
     return results
-
-
-async def _wrap(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 async def run(
@@ -196,22 +215,26 @@ def run_sync(
     """
     checked, chosen = _check(tasks, driver, timeout)
     if chosen == "sync":
-        if any(map(_is_coroutine_function, checked)):
-            return _loop.run_sync(_one_by_one(checked, timeout))
         return _one_by_one_sync(checked, timeout)
     return _loop.run_sync(run(checked, chosen, timeout))
 
 
 def _one_by_one_sync(tasks: list[Task], timeout: float | None) -> list[Any]:
+    # Every task is called in the caller's thread; a coroutine it returns is awaited on
+    # the background loop (the caller has no loop of its own to await it on).
     deadline = None if timeout is None else time.monotonic() + timeout
     results = []
     for n, task in enumerate(tasks):
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TaskTimeout(f"concurrency.run timed out after {timeout} s before task {n}")
+        remaining = _check_deadline(deadline, timeout, n)
         try:
-            results.append(task())
+            result = task()
+            if inspect.isawaitable(result):
+                result = _loop.run_sync(_await_within(result, remaining))
+        except _Expired:
+            raise TaskTimeout(f"concurrency.run timed out after {timeout} s in task {n}") from None
         except Exception as exc:
             raise TaskError(n, exc) from exc
+        results.append(result)
     return results
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afterward._stats import stats
+from afterward.events import is_worker_group
 
 __all__ = [
-    "JOB_GROUP_PREFIX",
     "Sample",
     "Sampler",
     "counts_from_bus",
@@ -167,21 +167,20 @@ class Sampler:
         return rows
 
 
-# Queue jobs that used up their tries are stored as dead letters of their worker group
-# (``afterward.worker.<queue>``); they are shown, retried and discarded as failed jobs.
-JOB_GROUP_PREFIX = "afterward.worker."
-
-
 async def read_dead_letters(
     bus: Any, group: str | None = None, topic: str | None = None, text: str | None = None
 ) -> list[Any]:
-    """Dead letters of event handlers (not failed jobs), filtered by group, topic and a
-    substring of the error, the payload or the correlation ID."""
+    """Dead letters of event handlers, filtered by group, topic and a substring of the
+    error, the payload or the correlation ID.
+
+    Queue jobs that used up their tries are dead letters of their worker group
+    (``afterward.worker.<queue>``): they are left out here and shown as failed jobs.
+    """
     reader = getattr(bus, "dead_letters_async", None)  # the sync one blocks on its own loop
     letters = [
         d
         for d in await (reader(group) if reader else maybe_await(bus.dead_letters(group)))
-        if not d.group.startswith(JOB_GROUP_PREFIX)
+        if not is_worker_group(d.group)
     ]
     needle = (text or "").lower()
     return [

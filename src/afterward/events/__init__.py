@@ -3,7 +3,29 @@
 ``from afterward import EventBus, Event`` is the usual spelling; see ``docs/events.md``.
 """
 
+from afterward.events._backend import Attempt
 from afterward.events._bus import EventBus
 from afterward.events._envelope import DeadLetter, Event
+from afterward.events._queue import (
+    JOB_TOPIC_PREFIX,
+    WORKER_GROUP_PREFIX,
+    FailedJob,
+    is_worker_group,
+    job_topic,
+    subscribe_worker,
+    worker_group,
+)
 
-__all__ = ["DeadLetter", "Event", "EventBus"]
+__all__ = [
+    "JOB_TOPIC_PREFIX",
+    "WORKER_GROUP_PREFIX",
+    "Attempt",
+    "DeadLetter",
+    "Event",
+    "EventBus",
+    "FailedJob",
+    "is_worker_group",
+    "job_topic",
+    "subscribe_worker",
+    "worker_group",
+]

@@ -5,6 +5,7 @@ A base class of :class:`~afterward.events.EventBus`, kept apart so each file rea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import datetime
@@ -13,9 +14,9 @@ from typing import Any, TypeVar
 from afterward._exceptions import ConfigError, NotFoundError
 from afterward._loop import run_sync
 from afterward._stats import incr
-from afterward.events._backend import Done, EventLog
-from afterward.events._consume import Subscription, run_handler
-from afterward.events._envelope import DeadLetter, decode_event, validate_topic
+from afterward.events._backend import AppendRecord, Attempt, Done, EventLog, FlowLog
+from afterward.events._consume import Subscription, attempt_of, error_text, run_handler
+from afterward.events._envelope import DeadLetter, Event, decode_event, validate_topic
 from afterward.events._lag import LagCallback, LagWatch
 
 __all__ = ["BusAdmin"]
@@ -27,6 +28,21 @@ def _check_id(value: object, what: str = "dead letter ID") -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"a {what} must be a non-empty str, got {value!r}")
     return value
+
+
+def _key_of(payload: bytes) -> str | None:
+    key: str | None = json.loads(payload)["key"]
+    return key
+
+
+def _id_of(payload: bytes) -> str:
+    event_id: str = json.loads(payload)["id"]
+    return event_id
+
+
+def _correlation_of(payload: bytes) -> str | None:
+    cid: str | None = json.loads(payload)["correlation_id"]
+    return cid
 
 
 class BusAdmin:
@@ -155,25 +171,48 @@ class BusAdmin:
         attempt number. On success the letter leaves the list and the event counts as
         processed; on failure the letter stays, with the new error and attempt count.
 
+        Without that group's handler on this bus (the CLI, the dashboard), the event is
+        appended to its topic again with the same ID instead, for the group's consumers
+        to run: other groups skip it as already processed.
+
         Returns:
-            True when the handler succeeded.
+            True when the handler succeeded (or the event was handed back to the topic).
 
         Raises:
             NotFoundError: no dead letter has that ID.
-            ConfigError: no handler of that group and topic is subscribed on this bus.
         """
         stored = await self._log.dead_letter(_check_id(dead_letter_id))
         if stored is None:
             raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
         sub = self._subs.get((stored.group, stored.topic))
         if sub is None:
-            raise ConfigError(
-                f"cannot retry dead letter {dead_letter_id!r}: no handler of group "
-                f"{stored.group!r} for {stored.topic!r} is subscribed on this bus"
+            # No handler here (the CLI, the dashboard): hand the event back to the log
+            # with the same ID. Groups that processed it skip it; its group runs it.
+            await self._log.append(
+                [
+                    AppendRecord(
+                        stored.topic,
+                        _key_of(stored.payload),
+                        _id_of(stored.payload),
+                        stored.failed_at.timestamp(),
+                        stored.payload,
+                        _correlation_of(stored.payload),
+                    )
+                ]
             )
+            await self._log.delete_dead_letter(dead_letter_id)
+            return True
         event = decode_event(stored.payload)
         retry_sub = replace(sub, retries=0)
-        attempts, error, tb = await run_handler(retry_sub, event, stored.attempts + 1)
+        flow = self._log if isinstance(self._log, FlowLog) else None
+        history: list[Attempt] | None = [] if flow is not None else None
+        attempts, error, tb = await run_handler(retry_sub, event, stored.attempts + 1, history)
+        if flow is not None and history is not None:
+            if error is not None:
+                history.append(
+                    attempt_of(retry_sub, event, attempts, "dead_lettered", error_text(error))
+                )
+            await flow.add_attempts(history)
         if error is None:
             await self._log.commit(
                 stored.group, stored.topic, {}, [Done(event.id, event.key, event.version)]
@@ -182,9 +221,7 @@ class BusAdmin:
             incr("events.handled")
             return True
         await self._log.update_dead_letter(
-            replace(
-                stored, error=f"{type(error).__name__}: {error}", traceback=tb, attempts=attempts
-            )
+            replace(stored, error=error_text(error), traceback=tb, attempts=attempts)
         )
         return False
 
@@ -204,3 +241,44 @@ class BusAdmin:
     def discard_dead_letter_sync(self, dead_letter_id: str) -> None:
         """Sync twin of :meth:`discard_dead_letter`."""
         self._sync(self.discard_dead_letter(dead_letter_id))
+
+    # -- flows (backends with the FlowLog capability) ---------------------------------
+
+    async def events_for_async(self, correlation_id: str, limit: int = 1000) -> list[Event]:
+        """Async twin of :meth:`events_for`."""
+        _check_id(correlation_id, "correlation ID")
+        if not isinstance(self._log, FlowLog):
+            return []
+        return [decode_event(s.payload) for s in await self._log.events_for(correlation_id, limit)]
+
+    def events_for(self, correlation_id: str, limit: int = 1000) -> list[Event]:
+        """The stored events with that correlation ID (up to ``limit``), oldest first.
+
+        Reads the bus's storage, so it works from another process (``afterward
+        dashboard --bus ...``). Supported on ``memory://`` and ``sqlite://``; other
+        backends return ``[]``.
+
+        Example:
+            >>> [e.topic for e in bus.events_for(cid)]
+            ['order.completed', 'afterward.jobs.default']
+        """
+        return self._sync(self.events_for_async(correlation_id, limit))
+
+    async def history_async(self, correlation_id: str, limit: int = 1000) -> list[Attempt]:
+        """Async twin of :meth:`history`."""
+        _check_id(correlation_id, "correlation ID")
+        if not isinstance(self._log, FlowLog):
+            return []
+        return await self._log.attempts_for(correlation_id, limit)
+
+    def history(self, correlation_id: str, limit: int = 1000) -> list[Attempt]:
+        """What every group did with that correlation ID's events, oldest first.
+
+        One :class:`~afterward.events.Attempt` per handler run (``handled``,
+        ``failed``), dead letter (``dead_lettered``) and skip (``duplicate``,
+        ``stale``), with its time and error; dead-letter retries included. The bus
+        records them with each batch it commits (so a run in progress shows once its
+        batch is done). Supported on ``memory://`` (the newest 10,000 attempts of the
+        store) and ``sqlite://`` (kept with the events); other backends return ``[]``.
+        """
+        return self._sync(self.history_async(correlation_id, limit))

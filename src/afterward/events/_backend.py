@@ -31,7 +31,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-__all__ = ["AppendRecord", "Done", "EventLog", "StoredDeadLetter", "StoredEvent"]
+__all__ = [
+    "AppendRecord",
+    "Attempt",
+    "Done",
+    "EventLog",
+    "FlowLog",
+    "StoredDeadLetter",
+    "StoredEvent",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,8 @@ class AppendRecord:
         event_id: the event's ID (also inside ``payload``).
         timestamp: ``occurred_at`` as a POSIX timestamp, for ``offsets_for_time``.
         payload: the encoded envelope (UTF-8 JSON), opaque to the backend.
+        correlation_id: the event's correlation ID (also inside ``payload``), for
+            backends that index flows (:class:`FlowLog`); others ignore it.
     """
 
     topic: str
@@ -51,6 +61,7 @@ class AppendRecord:
     event_id: str
     timestamp: float
     payload: bytes
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +220,52 @@ class EventLog(Protocol):
 
     async def delete_dead_letter(self, letter_id: str) -> bool:
         """Delete the letter; false when there was none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One step of a consumer group with one event, as the bus recorded it.
+
+    Attributes:
+        correlation_id: the event's correlation ID.
+        group: the consumer group.
+        topic: the event's topic.
+        event_id: the event's ID.
+        attempt: the handler run it was (1-based; for skips, the attempt the event
+            carried, usually 1).
+        outcome: ``"handled"``, ``"failed"`` (a run that raised; a retry follows unless
+            a ``"dead_lettered"`` step does), ``"dead_lettered"``, ``"duplicate"``
+            (skipped: the group had processed that ID) or ``"stale"`` (skipped: the
+            group had handled a higher version of the key).
+        at: when it happened (aware, UTC).
+        error: ``"ExceptionType: message"`` for ``failed`` and ``dead_lettered``.
+    """
+
+    correlation_id: str
+    group: str
+    topic: str
+    event_id: str
+    attempt: int
+    outcome: str
+    at: datetime
+    error: str | None = None
+
+
+@runtime_checkable
+class FlowLog(Protocol):
+    """An optional capability: look events and attempts up by correlation ID.
+
+    The bus checks for it (``isinstance(log, FlowLog)``): it then records every
+    group's attempts as it consumes and answers ``events_for``/``history`` from it.
+    ``memory://`` and ``sqlite://`` implement it; a backend without it still works,
+    and those bus methods return empty lists there.
+    """
+
+    async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
+        """Up to ``limit`` stored events with that correlation ID, oldest first."""
+
+    async def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Record ``attempts`` (one write; a store may drop its oldest entries)."""
+
+    async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
+        """Up to ``limit`` recorded attempts of that correlation ID, oldest first."""

@@ -104,6 +104,7 @@ class EventBus(Consumers):
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._outboxes: dict[object, OutboxStore] = {}
         self._stopping = False
+        self._claimed_until: dict[tuple[str, str], float] = {}
 
     def __repr__(self) -> str:
         return f"<EventBus {self.url}>"
@@ -179,7 +180,9 @@ class EventBus(Consumers):
                 f"{self.max_event_bytes}-byte cap",
                 topic=topic,
             )
-        return event, AppendRecord(topic, key, event.id, event.occurred_at.timestamp(), payload)
+        return event, AppendRecord(
+            topic, key, event.id, event.occurred_at.timestamp(), payload, event.correlation_id
+        )
 
     async def publish(
         self,

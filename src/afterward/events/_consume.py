@@ -26,10 +26,25 @@ from typing import Any, Literal
 
 from afterward._stats import incr
 from afterward.defer import DeferScope
-from afterward.events._backend import Done, EventLog, StoredDeadLetter, StoredEvent
+from afterward.events._backend import (
+    Attempt,
+    Done,
+    EventLog,
+    FlowLog,
+    StoredDeadLetter,
+    StoredEvent,
+)
 from afterward.events._envelope import Event, decode_event
 
-__all__ = ["Handler", "Subscription", "process_batch", "run_handler"]
+__all__ = [
+    "Handler",
+    "Subscription",
+    "attempt_of",
+    "error_text",
+    "process_batch",
+    "run_handler",
+    "unwrap",
+]
 
 logger = logging.getLogger("afterward.events")
 
@@ -70,18 +85,49 @@ async def _call(sub: Subscription, event: Event) -> None:
                 await result
 
 
+def error_text(error: BaseException) -> str:
+    """``"ExceptionType: message"``, as dead letters and attempts store it."""
+    return f"{type(error).__name__}: {error}"
+
+
+def attempt_of(
+    sub: Subscription, event: Event, attempt: int, outcome: str, error: str | None = None
+) -> Attempt:
+    """An :class:`Attempt` of ``sub``'s group with ``event``, happening now."""
+    return Attempt(
+        event.correlation_id or "",
+        sub.group,
+        sub.topic,
+        event.id,
+        attempt,
+        outcome,
+        datetime.now(UTC),
+        error,
+    )
+
+
 async def run_handler(
-    sub: Subscription, event: Event, first_attempt: int = 1
+    sub: Subscription,
+    event: Event,
+    first_attempt: int = 1,
+    history: list[Attempt] | None = None,
 ) -> tuple[int, BaseException | None, str]:
-    """Run the handler with retries; return (attempts made, last error, its traceback)."""
+    """Run the handler with retries; return (attempts made, last error, its traceback).
+
+    With ``history``, append a ``handled`` or ``failed`` :class:`Attempt` per run.
+    """
     attempt = first_attempt
     last_attempt = first_attempt + sub.retries
     while True:
         try:
             await _call(sub, event if event.attempt == attempt else replace(event, attempt=attempt))
+            if history is not None:
+                history.append(attempt_of(sub, event, attempt, "handled"))
             return attempt, None, ""
         except Exception as exc:
             tb = traceback.format_exc()
+            if history is not None:
+                history.append(attempt_of(sub, event, attempt, "failed", error_text(exc)))
             logger.warning(
                 "handler %s of group %r failed on event %s (attempt %d): %r",
                 getattr(sub.handler, "__qualname__", sub.handler),
@@ -98,6 +144,16 @@ async def run_handler(
             attempt += 1
 
 
+def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (a backend error, not a cancellation)."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return unwrap(error)
+        if not isinstance(error, asyncio.CancelledError):
+            return error
+    return group.exceptions[0]
+
+
 class _Batch:
     def __init__(self, log: EventLog, sub: Subscription, processed: set[str]) -> None:
         self.log = log
@@ -105,6 +161,8 @@ class _Batch:
         self.seen = processed
         self.versions: dict[str, int] = {}
         self.done: list[Done] = []
+        # Only backends with the flow capability keep attempts: others pay nothing.
+        self.history: list[Attempt] | None = [] if isinstance(log, FlowLog) else None
 
     async def run_chain(self, chain: Sequence[tuple[StoredEvent, Event]]) -> None:
         for stored, event in chain:
@@ -113,15 +171,19 @@ class _Batch:
     async def run_one(self, stored: StoredEvent, event: Event) -> None:
         if event.id in self.seen:
             incr("events.duplicate")
+            if self.history is not None:
+                self.history.append(attempt_of(self.sub, event, event.attempt, "duplicate"))
             return
         self.seen.add(event.id)
         if event.key is not None and event.version is not None:
             known = self.versions.get(event.key)
             if known is not None and known >= event.version:
                 incr("events.stale")
+                if self.history is not None:
+                    self.history.append(attempt_of(self.sub, event, event.attempt, "stale"))
                 self.done.append(Done(event.id))
                 return
-        attempts, error, tb = await run_handler(self.sub, event)
+        attempts, error, tb = await run_handler(self.sub, event, history=self.history)
         if error is None:
             incr("events.handled")
             if event.key is not None and event.version is not None:
@@ -135,12 +197,16 @@ class _Batch:
                 group=self.sub.group,
                 topic=self.sub.topic,
                 payload=stored.payload,
-                error=f"{type(error).__name__}: {error}",
+                error=error_text(error),
                 traceback=tb,
                 attempts=attempts,
                 failed_at=datetime.now(UTC),
             )
         )
+        if self.history is not None:
+            self.history.append(
+                attempt_of(self.sub, event, attempts, "dead_lettered", error_text(error))
+            )
         self.done.append(Done(event.id, processed=False))
 
 
@@ -169,12 +235,19 @@ async def process_batch(
             async with limit:
                 await batch.run_chain(chain)
 
-        async with asyncio.TaskGroup() as tasks:
-            for chain in chains.values():
-                tasks.create_task(bounded(chain))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for chain in chains.values():
+                    tasks.create_task(bounded(chain))
+        except BaseExceptionGroup as failed:
+            raise unwrap(failed) from None
 
     positions: dict[int, int] = {}
     for s in stored:
         positions[s.partition] = max(positions.get(s.partition, 0), s.offset + 1)
+    if batch.history and isinstance(log, FlowLog):
+        # Before the commit: a crash in between repeats the batch, and its history
+        # then shows the runs twice, as they happened.
+        await log.add_attempts(batch.history)
     await log.commit(sub.group, sub.topic, positions, batch.done)
     return positions

@@ -9,12 +9,13 @@ renewed while a batch runs), reads a batch from its committed position, hands it
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 from afterward._exceptions import ConfigError
 from afterward.events._admin import BusAdmin
-from afterward.events._consume import Handler, Subscription, process_batch
+from afterward.events._consume import Handler, Subscription, process_batch, unwrap
 from afterward.events._envelope import Event, decode_event, validate_topic
 
 __all__ = ["Consumers"]
@@ -31,6 +32,7 @@ class Consumers(BusAdmin):
     _owner: str
     _stopping: bool
     _wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
+    _claimed_until: dict[tuple[str, str], float]
 
     async def connect(self) -> None:
         raise NotImplementedError  # provided by EventBus
@@ -102,10 +104,23 @@ class Consumers(BusAdmin):
             positions = await self._log.positions(sub.group, sub.topic) or {}
         return positions
 
+    async def _claim(self, sub: Subscription) -> bool:
+        # Renew only when a third of the claim has passed: an idle poll stays a read.
+        key = (sub.group, sub.topic)
+        now = time.monotonic()
+        if self._claimed_until.get(key, 0.0) - now > self.claim_ttl * 2 / 3:
+            return True
+        if await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl):
+            self._claimed_until[key] = now + self.claim_ttl
+            return True
+        self._claimed_until.pop(key, None)
+        return False
+
     async def _consume_once(self, sub: Subscription) -> int:
-        """Handle one batch for ``sub``; return how many events were read."""
-        if not await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl):
-            return 0
+        """Handle one batch for ``sub``; return how many events were read, or -1 when
+        another consumer holds the group's claim on the topic."""
+        if not await self._claim(sub):
+            return -1
         positions = await self._register(sub)
         stored = await self._log.read(sub.topic, positions, self.batch_size)
         if not stored:
@@ -127,7 +142,8 @@ class Consumers(BusAdmin):
         # A batch may outlast the claim (slow handlers, retries): renew it meanwhile.
         while True:
             await asyncio.sleep(self.claim_ttl / 3)
-            await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl)
+            if await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl):
+                self._claimed_until[(sub.group, sub.topic)] = time.monotonic() + self.claim_ttl
 
     def _select(self, groups: Iterable[str] | None) -> list[Subscription]:
         if isinstance(groups, str):
@@ -146,17 +162,25 @@ class Consumers(BusAdmin):
         try:
             while not self._stopping:
                 waker.clear()
-                if await self._consume_once(sub):
+                read = await self._consume_once(sub)
+                if read > 0:
                     continue
                 if stop_when_idle:
                     return
-                # Idle: wake on a local publish, else look again after poll_interval.
+                # Idle: wake on a local publish, else look again after poll_interval; a
+                # standby consumer (claim held elsewhere) looks less often.
+                wait = (
+                    self.poll_interval
+                    if read == 0
+                    else max(self.poll_interval, min(self.claim_ttl / 3, 1.0))
+                )
                 try:
-                    await asyncio.wait_for(waker.wait(), self.poll_interval)
+                    await asyncio.wait_for(waker.wait(), wait)
                 except TimeoutError:
                     pass
         finally:
             self._wakers.discard((loop, waker))
+            self._claimed_until.pop((sub.group, sub.topic), None)
             await self._log.release(sub.group, sub.topic, self._owner)
 
     async def run(self, groups: Iterable[str] | None = None, stop_when_idle: bool = False) -> None:
@@ -170,9 +194,12 @@ class Consumers(BusAdmin):
         await self.relay_outbox()
         self._stopping = False
         while not self._stopping:
-            async with asyncio.TaskGroup() as tasks:
-                for sub in subs:
-                    tasks.create_task(self._consume_loop(sub, stop_when_idle))
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    for sub in subs:
+                        tasks.create_task(self._consume_loop(sub, stop_when_idle))
+            except BaseExceptionGroup as failed:
+                raise unwrap(failed) from None
             if not stop_when_idle or not await self._pending(subs):
                 return
 

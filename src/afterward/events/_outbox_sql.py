@@ -3,6 +3,7 @@ SQLite >= 3.35, PostgreSQL...) and Django (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
 from collections.abc import Sequence
@@ -79,7 +80,9 @@ def _rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any]]:
 
 def _records(rows: Sequence[Any]) -> list[AppendRecord]:
     return [
-        AppendRecord(topic, key, event_id, ts, payload.encode())
+        AppendRecord(
+            topic, key, event_id, ts, payload.encode(), json.loads(payload)["correlation_id"]
+        )
         for _, topic, key, event_id, ts, payload in sorted(rows)
     ]
 

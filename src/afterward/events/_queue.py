@@ -39,9 +39,12 @@ if TYPE_CHECKING:
     from afterward.events._bus import EventBus
 
 __all__ = [
+    "JOB_TOPIC_PREFIX",
+    "WORKER_GROUP_PREFIX",
     "FailedJob",
     "QueueConnection",
     "failed_jobs",
+    "is_worker_group",
     "job_topic",
     "retry_failed_job",
     "subscribe_worker",
@@ -49,18 +52,31 @@ __all__ = [
     "worker_group",
 ]
 
-PREFIX_TOPIC = "afterward.jobs."
-PREFIX_GROUP = "afterward.worker."
+#: Topics of queue jobs are ``afterward.jobs.<queue>``.
+JOB_TOPIC_PREFIX = "afterward.jobs."
+#: Groups of queue workers are ``afterward.worker.<queue>``; their dead letters are the
+#: failed jobs.
+WORKER_GROUP_PREFIX = "afterward.worker."
 
 
 def job_topic(queue: str) -> str:
-    """The topic holding the jobs of ``queue``."""
-    return PREFIX_TOPIC + queue
+    """The topic holding the jobs of ``queue`` (``afterward.jobs.<queue>``)."""
+    return JOB_TOPIC_PREFIX + queue
 
 
 def worker_group(queue: str) -> str:
-    """The consumer group of the workers of ``queue``."""
-    return PREFIX_GROUP + queue
+    """The consumer group of the workers of ``queue`` (``afterward.worker.<queue>``)."""
+    return WORKER_GROUP_PREFIX + queue
+
+
+def is_worker_group(group: str) -> bool:
+    """Whether ``group`` is a queue worker group (its dead letters are failed jobs).
+
+    Example:
+        >>> is_worker_group("afterward.worker.default"), is_worker_group("billing")
+        (True, False)
+    """
+    return group.startswith(WORKER_GROUP_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -128,7 +144,24 @@ def use_for_jobs(bus: EventBus, queue: str = "default") -> QueueConnection:
 
 
 def subscribe_worker(bus: EventBus, queue: str = "default", concurrency: int = 1) -> str:
-    """Subscribe the job runner for ``queue`` on ``bus``; return the worker group."""
+    """Subscribe the job runner of ``queue`` on ``bus``; return the worker group.
+
+    What ``afterward worker`` does: after it, ``bus.run()`` (or ``drain()``) runs the
+    queue's jobs in this process, in the group ``afterward.worker.<queue>``, up to
+    ``concurrency`` at once. Handy in tests and in apps that run their own worker.
+
+    Example:
+        >>> bus.use_for_jobs("emails")           # dispatch(connection="queue") goes here
+        >>> subscribe_worker(bus, "emails")
+        'afterward.worker.emails'
+        >>> await bus.drain()                    # runs the jobs dispatched so far
+
+    Raises:
+        ConfigError: ``queue`` is not a non-empty str, or a worker is already
+            subscribed for it on this bus.
+    """
+    if not isinstance(queue, str) or not queue:
+        raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
     topic = job_topic(queue)
 
     async def run_job(event: Event) -> None:
@@ -169,9 +202,9 @@ async def failed_jobs(bus: EventBus, queue: str | None = None) -> list[FailedJob
     """Failed jobs (of ``queue`` when given), oldest first."""
     found = []
     for letter in await bus.dead_letters_async():
-        if not letter.group.startswith(PREFIX_GROUP):
+        if not is_worker_group(letter.group):
             continue
-        name = letter.group.removeprefix(PREFIX_GROUP)
+        name = letter.group.removeprefix(WORKER_GROUP_PREFIX)
         if queue is not None and name != queue:
             continue
         data = letter.event.data

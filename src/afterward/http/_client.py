@@ -98,7 +98,7 @@ def configure(
 
     Args:
         base_url: joined with relative request URLs (httpx's rules).
-        timeout: seconds, or an ``httpx.Timeout``; default httpx's 5 s.
+        timeout: seconds (> 0), or an ``httpx.Timeout``; default httpx's 5 s.
         headers: sent with every request.
         client: your own ``httpx.AsyncClient`` instead of afterward's aiohttp-backed
             one. You own it (afterward never closes it); note that an httpx client
@@ -114,9 +114,11 @@ def configure(
         settings.base_url = None if base_url is None else _with_trailing_slash(httpx.URL(base_url))
     if timeout is not _UNSET:
         if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float | httpx.Timeout)
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float | httpx.Timeout)
+            or (not isinstance(timeout, httpx.Timeout) and not timeout > 0)
         ):
-            raise ConfigError(f"timeout must be seconds or an httpx.Timeout, got {timeout!r}")
+            raise ConfigError(f"timeout must be seconds > 0 or an httpx.Timeout, got {timeout!r}")
         settings.timeout = None if timeout is None else httpx.Timeout(timeout)
     if headers is not _UNSET:
         if headers is not None and not isinstance(headers, Mapping):

@@ -18,7 +18,7 @@ from typing import TypeAlias
 
 import httpx
 
-from afterward._exceptions import ConfigError, StrayRequestError
+from afterward._exceptions import ConfigError, InvalidCallbackError, StrayRequestError
 
 __all__ = ["Fake", "FakeTransport", "FakeValue", "fake", "prevent_stray_requests", "response"]
 
@@ -50,7 +50,12 @@ def response(
             anything else (dict, list, number...) as JSON.
         status: the status code.
         headers: extra response headers.
+
+    Raises:
+        ConfigError: ``status`` is not an int from 100 to 599.
     """
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ConfigError(f"http.response() status must be an int from 100 to 599, got {status!r}")
     if body is None:
         return httpx.Response(status, headers=headers)
     if isinstance(body, bytes):
@@ -82,6 +87,12 @@ class _Route:
             self._values: list[FakeValue] | None = list(value)
         else:
             self._values = None
+        for each in self._values if self._values is not None else [value]:
+            if not isinstance(each, httpx.Response | BaseException) and not callable(each):
+                raise ConfigError(
+                    f"unusable fake value {each!r} for {pattern!r}: give http.response(...), "
+                    "an exception, a callable or a list of those"
+                )
         self._value = value
         self._lock = threading.Lock()
 
@@ -126,6 +137,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
     """Answers requests from the active fakes (used by afterward's client while faking)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Record ``request`` on every active fake and answer it from the innermost match."""
         await request.aread()  # so tests can inspect request.content
         fakes = active_fakes()
         for each in fakes:
@@ -193,17 +205,21 @@ class Fake:
 
     def assert_sent(self, predicate: Callable[[httpx.Request], object]) -> None:
         """Fail unless at least one recorded request satisfies ``predicate``."""
+        _check_predicate("assert_sent", predicate)
         if not any(predicate(r) for r in self.requests):
             raise AssertionError(f"no request sent matches the predicate; sent: {self._sent()}")
 
     def assert_not_sent(self, predicate: Callable[[httpx.Request], object]) -> None:
         """Fail if any recorded request satisfies ``predicate``."""
+        _check_predicate("assert_not_sent", predicate)
         hits = [r for r in self.requests if predicate(r)]
         if hits:
             raise AssertionError(f"{len(hits)} request(s) match the predicate: {_describe(hits)}")
 
     def assert_sent_count(self, count: int) -> None:
         """Fail unless exactly ``count`` requests were recorded."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigError(f"assert_sent_count() needs an int >= 0, got {count!r}")
         if len(self.requests) != count:
             raise AssertionError(
                 f"expected {count} request(s), {len(self.requests)} sent: {self._sent()}"
@@ -246,6 +262,13 @@ class Fake:
 
     def __repr__(self) -> str:
         return f"<Fake routes={len(self._routes)} requests={len(self.requests)}>"
+
+
+def _check_predicate(what: str, predicate: object) -> None:
+    if not callable(predicate):
+        raise InvalidCallbackError(
+            f"{what}() needs a callable taking the httpx.Request, got {predicate!r}"
+        )
 
 
 def _describe(requests: list[httpx.Request]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from afterward import _runtime
-from afterward._config import settings
+from afterward._config import check_grace, settings
 from afterward._context import _correlation_id, _current_scope
 from afterward.defer import DeferScope
 from afterward.integrations._http import HEADER, choose_correlation_id
@@ -46,11 +46,14 @@ class DeferMiddleware:
     Args:
         app: the ASGI application to wrap.
         grace_period: seconds to drain at shutdown; ``None`` uses the global setting.
+
+    Raises:
+        ConfigError: ``grace_period`` is not ``None`` or seconds >= 0.
     """
 
     def __init__(self, app: ASGIApp, *, grace_period: float | None = None) -> None:
         self.app = app
-        self.grace_period = grace_period
+        self.grace_period = check_grace("DeferMiddleware grace_period", grace_period)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -14,7 +14,7 @@ from afterward.jobs._connections import (
 )
 from afterward.jobs._deferred import DeferredConnection, move_pending_to_queue
 from afterward.jobs._job import Job, JobFunction, JobOptions, job
-from afterward.jobs._runner import SyncConnection, run_failed, run_payload
+from afterward.jobs._runner import SyncConnection, current_payload, run_failed, run_payload
 from afterward.jobs._serialize import JobPayload
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "JobOptions",
     "JobPayload",
     "SyncConnection",
+    "current_payload",
     "get_connection",
     "job",
     "move_pending_to_queue",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeGuard, TypeVar, overload
 
-from afterward._exceptions import ConfigError, DispatchError
+from afterward._exceptions import ConfigError, DispatchError, InvalidCallbackError
 from afterward.jobs._connections import send
 from afterward.jobs._serialize import JobPayload
 
@@ -135,6 +136,10 @@ class JobFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.options = options
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have none: checked when run
+            self._signature = None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -142,7 +147,20 @@ class JobFunction(Generic[P, R]):
     def dispatch(
         self, *args: Any, connection: str | None = None, delay: float | None = None, **kwargs: Any
     ) -> JobPayload:
-        """Send a call of the function to a connection (see :meth:`Job.dispatch`)."""
+        """Send a call of the function to a connection (see :meth:`Job.dispatch`).
+
+        Raises:
+            DispatchError: the arguments do not fit the function's signature, or as
+                for :meth:`Job.dispatch`.
+        """
+        if self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise DispatchError(
+                    f"cannot dispatch {self.fn.__qualname__}: its arguments do not fit its "
+                    f"signature {self._signature}: {exc}"
+                ) from None
         return send(self, self.fn, args, kwargs, self.options, connection, delay)
 
     def __repr__(self) -> str:
@@ -177,9 +195,12 @@ def job(
 
     Raises:
         ConfigError: an option has a bad value.
+        InvalidCallbackError: what is decorated is not callable.
     """
 
     def decorate(function: Callable[P, R]) -> JobFunction[P, R]:
+        if not callable(function):
+            raise InvalidCallbackError(f"@job needs a function, got {function!r}")
         where = getattr(function, "__qualname__", repr(function))
         return JobFunction(function, JobOptions.checked(where, tries, backoff, timeout))
 

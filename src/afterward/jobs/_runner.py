@@ -24,9 +24,38 @@ from afterward.defer import DeferScope
 from afterward.jobs._job import bind
 from afterward.jobs._serialize import JobPayload, resolve
 
-__all__ = ["SyncConnection", "attempt", "run_attempts", "run_failed", "run_payload"]
+__all__ = [
+    "SyncConnection",
+    "attempt",
+    "current_payload",
+    "run_attempts",
+    "run_failed",
+    "run_payload",
+]
 
 logger = logging.getLogger("afterward.jobs")
+
+_current_payload: contextvars.ContextVar[JobPayload | None] = contextvars.ContextVar(
+    "afterward_job_payload", default=None
+)
+
+
+def current_payload() -> JobPayload | None:
+    """The payload of the job attempt running in this context, else ``None``.
+
+    Set while a job's ``handle()`` (and what it defers) or its ``failed()`` hook runs,
+    on every connection. ``payload.id`` is the same for every attempt of one dispatch,
+    so it makes an idempotency key for an effect that must not repeat (a payment, an
+    email); ``payload.attempt`` says which try this is.
+
+    Example:
+        >>> @job(tries=3)
+        ... async def charge(order_id: int) -> None:
+        ...     payload = current_payload()
+        ...     await psp.charge(order_id, idempotency_key=payload.id if payload else None)
+    """
+    return _current_payload.get()
+
 
 # Sync handle() methods run here; a timed-out one is abandoned (threads cannot be killed).
 _executor = DaemonExecutor(max_workers=64, name="afterward-job")
@@ -57,20 +86,30 @@ async def run_payload(payload: JobPayload) -> None:
         Exception: whatever the job raised.
     """
     handle, _ = bind(resolve(payload.path), payload.args, payload.kwargs)
-    async with DeferScope(payload.correlation_id):
-        try:
-            await asyncio.wait_for(_call(handle), payload.timeout)
-        except TimeoutError as exc:
-            if isinstance(exc, JobTimeout) or payload.timeout is None:
-                raise
-            raise JobTimeout(
-                f"job {payload.path} attempt {payload.attempt} timed out after {payload.timeout} s"
-            ) from None
+    current = _current_payload.set(payload)
+    try:
+        async with DeferScope(payload.correlation_id):
+            limit = asyncio.timeout(payload.timeout)
+            try:
+                async with limit:
+                    await _call(handle)
+            except TimeoutError:
+                # Only our own limit is a JobTimeout: a job raising TimeoutError itself (a
+                # socket timeout...) fails with that error, as it would with no limit.
+                if not limit.expired():
+                    raise
+                raise JobTimeout(
+                    f"job {payload.path} attempt {payload.attempt} timed out after "
+                    f"{payload.timeout} s"
+                ) from None
+    finally:
+        _current_payload.reset(current)
 
 
 async def run_failed(payload: JobPayload, error: BaseException) -> None:
     """Call the job's ``failed(error)`` hook; never raises (a failing hook is logged)."""
     token = _correlation_id.set(payload.correlation_id)
+    current = _current_payload.set(payload)
     try:
         _, failed = bind(resolve(payload.path), payload.args, payload.kwargs)
         await _call(functools.partial(failed, error))
@@ -84,6 +123,7 @@ async def run_failed(payload: JobPayload, error: BaseException) -> None:
             extra={"correlation_id": payload.correlation_id},
         )
     finally:
+        _current_payload.reset(current)
         _correlation_id.reset(token)
 
 

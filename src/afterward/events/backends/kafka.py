@@ -37,13 +37,11 @@ it): one ``publish`` is atomic, a ``publish_many`` batch is not.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -63,6 +61,21 @@ from afterward.events._backend import (
     StoredDeadLetter,
     StoredEvent,
 )
+from afterward.events.backends._kafka_clients import (
+    Conn as _Conn,
+)
+from afterward.events.backends._kafka_clients import (
+    Reader as _Reader,
+)
+from afterward.events.backends._kafka_clients import (
+    background_conns as _background_conns,
+)
+from afterward.events.backends._kafka_clients import (
+    close as _close,
+)
+from afterward.events.backends._kafka_clients import (
+    start as _start,
+)
 
 __all__ = ["KafkaLog"]
 
@@ -76,32 +89,6 @@ _UNAVAILABLE = (
 )
 _READERS_PER_TOPIC = 4
 _BAD_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-
-
-#: Clients of afterward's background loop (the sync twins), by bus URL.
-_background_conns: dict[str, Any] = {}
-
-
-@dataclass
-class _Reader:
-    """A group-less consumer assigned every partition of one topic."""
-
-    consumer: AIOKafkaConsumer
-    next: dict[int, int] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    used: float = 0.0
-
-
-@dataclass
-class _Conn:
-    """The aiokafka clients of one event loop (aiokafka binds clients to their loop)."""
-
-    producer: AIOKafkaProducer
-    meta: AIOKafkaConsumer
-    admin: AIOKafkaAdminClient
-    readers: dict[str, list[_Reader]] = field(default_factory=dict)
-    committers: dict[tuple[str, str], AIOKafkaConsumer] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def _options(url: str) -> tuple[str, dict[str, str]]:
@@ -143,6 +130,7 @@ class KafkaLog:
         )
         self._partitions: dict[str, int] = {}
         self._produced: dict[str, dict[int, int]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -156,6 +144,7 @@ class KafkaLog:
         except BackendError:
             raise
         except _UNAVAILABLE as exc:
+            self._forget()
             raise BackendUnavailable(
                 f"Kafka bus {self.bootstrap} unreachable while {doing}: {exc!r}", backend="kafka"
             ) from exc
@@ -163,6 +152,20 @@ class KafkaLog:
             raise BackendError(
                 f"Kafka bus {self.bootstrap} failed while {doing}: {exc!r}", backend="kafka"
             ) from exc
+
+    def _forget(self) -> None:
+        """Drop this loop's clients and what they cached: after an outage, start afresh
+        (a broker that lost its data, or moved partitions, must not be trusted from
+        memory)."""
+        self._partitions.clear()
+        self._produced.clear()
+        loop = asyncio.get_running_loop()
+        conns: Any = _background_conns if in_background_loop() else self._conns
+        conn = conns.pop(self.url if in_background_loop() else loop, None)
+        if conn is not None:
+            task = loop.create_task(_close(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _conn(self) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -231,6 +234,9 @@ class KafkaLog:
 
     async def aclose(self) -> None:
         current = asyncio.get_running_loop()
+        closing = [t for t in self._closing if t.get_loop() is current]
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
         conns, self._conns = dict(self._conns), weakref.WeakKeyDictionary()
         background = _background_conns.pop(self.url, None)
         if background is not None:
@@ -262,9 +268,10 @@ class KafkaLog:
             return
         conn = await self._conn()
         for topic in {r.topic for r in records}:
-            await self._topic_partitions(topic, create=True)
+            if topic not in self._partitions:
+                await self._topic_partitions(topic, create=True)
         async with self._errors(f"publishing to {records[0].topic!r}"):
-            sent = []
+            sent: list[asyncio.Future[Any]] = []
             for r in records:
                 partition = None
                 if r.key is None:  # same ID, same partition: a retried publish stays put
@@ -283,7 +290,7 @@ class KafkaLog:
                         ],
                     )
                 )
-            written = await asyncio.gather(*sent)
+            written = [await sent[0]] if len(sent) == 1 else await asyncio.gather(*sent)
         # What the broker acknowledged is a lower bound of the end offsets (some
         # Kafka-compatible brokers under-report ListOffsets after a batched produce).
         for r, metadata in zip(records, written, strict=True):
@@ -304,7 +311,7 @@ class KafkaLog:
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=100,
             )
-            await consumer.start()
+            await _start(consumer, conn)
             readers.append(_Reader(consumer))
             return readers[-1]
         return min(readers, key=lambda r: r.used)
@@ -402,7 +409,7 @@ class KafkaLog:
             enable_auto_commit=False,
         )
         async with self._errors(f"searching {topic!r} by time"):
-            await consumer.start()
+            await _start(consumer, None)
             try:
                 tps = {p: TopicPartition(self._topic(topic), p) for p in pending}
                 consumer.assign(list(tps.values()))
@@ -446,7 +453,7 @@ class KafkaLog:
                         enable_auto_commit=False,
                     )
                     async with self._errors(f"joining group {group!r}"):
-                        await committer.start()
+                        await _start(committer, conn)
                     tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
                     # Assigned (so commits are allowed) and paused (so it never fetches).
                     committer.assign(tps)
@@ -557,21 +564,3 @@ def _occurred_at(message: Any) -> float:
         if name == "afterward-occurred-at":
             return float(value)
     return float(message.timestamp) / 1000
-
-
-async def _close(conn: _Conn) -> None:
-    consumers = [r.consumer for rs in conn.readers.values() for r in rs]
-    for client in [conn.producer, conn.meta, *consumers, *conn.committers.values()]:
-        with contextlib.suppress(Exception):
-            await client.stop()
-    with contextlib.suppress(Exception):
-        await conn.admin.close()
-
-
-@atexit.register
-def _close_background() -> None:
-    # Close the sync twins' clients while their loop still runs (it is a daemon thread).
-    for conn in list(_background_conns.values()):
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(_close(conn), background_loop()).result(5)
-    _background_conns.clear()

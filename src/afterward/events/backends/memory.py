@@ -3,6 +3,9 @@
 ``EventBus("memory://")`` gets a private store. ``memory://NAME`` names a store shared by
 every bus opened on the same URL in this process while one of them is alive (handy for
 tests that want a second consumer). One partition per topic.
+
+It has the optional flow capability (:class:`~afterward.events._backend.FlowLog`): events
+are indexed by correlation ID, and the newest ``HISTORY_LIMIT`` attempts are kept.
 """
 
 from __future__ import annotations
@@ -10,14 +13,18 @@ from __future__ import annotations
 import bisect
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 
-from afterward.events._backend import AppendRecord, Done, StoredDeadLetter, StoredEvent
+from afterward.events._backend import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 
-__all__ = ["MemoryLog"]
+__all__ = ["HISTORY_LIMIT", "MemoryLog"]
+
+#: attempts a store keeps for ``history`` (the oldest go first).
+HISTORY_LIMIT = 10_000
 
 
 @dataclass
@@ -28,6 +35,8 @@ class _Store:
     versions: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     claims: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     dead: dict[str, StoredDeadLetter] = field(default_factory=dict)
+    flows: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # cid -> (topic, off)
+    attempts: deque[Attempt] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
 
 
 _named: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
@@ -69,7 +78,11 @@ class MemoryLog:
 
     async def append(self, records: Sequence[AppendRecord]) -> None:
         for record in records:
-            self._store.logs.setdefault(record.topic, []).append(record)
+            log = self._store.logs.setdefault(record.topic, [])
+            if record.correlation_id is not None:
+                flow = self._store.flows.setdefault(record.correlation_id, [])
+                flow.append((record.topic, len(log)))
+            log.append(record)
 
     async def read(
         self, topic: str, positions: Mapping[int, int], limit: int
@@ -164,3 +177,19 @@ class MemoryLog:
 
     async def delete_dead_letter(self, letter_id: str) -> bool:
         return self._store.dead.pop(letter_id, None) is not None
+
+    # -- flows (the optional FlowLog capability) --------------------------------------
+
+    async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
+        logs = self._store.logs
+        return [
+            StoredEvent(topic, 0, offset, logs[topic][offset].payload)
+            for topic, offset in self._store.flows.get(correlation_id, [])[:limit]
+        ]
+
+    async def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        self._store.attempts.extend(attempts)
+
+    async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
+        found = [a for a in self._store.attempts if a.correlation_id == correlation_id]
+        return found[:limit]

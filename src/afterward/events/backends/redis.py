@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._loop import background_loop, in_background_loop
@@ -185,7 +185,12 @@ class RedisLog:
         return client
 
     def _new_client(self) -> Redis:
-        return Redis.from_url(self._redis_url, health_check_interval=30)
+        # A blocking pool: a burst of concurrent publishes waits for a connection instead
+        # of failing with "Too many connections".
+        pool = BlockingConnectionPool.from_url(
+            self._redis_url, health_check_interval=30, timeout=30
+        )
+        return Redis.from_pool(pool)
 
     @contextlib.asynccontextmanager
     async def _errors(self, doing: str) -> AsyncIterator[Redis]:

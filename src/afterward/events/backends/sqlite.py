@@ -7,6 +7,10 @@ thread with the stdlib ``sqlite3`` module: a primitive handles a whole batch, so
 thread hop is paid once per batch, not per event (which is why there is no aiosqlite).
 Writers take the lock up front (``BEGIN IMMEDIATE``) so offsets are assigned without
 races. One partition per topic.
+
+It has the optional flow capability (:class:`~afterward.events._backend.FlowLog`):
+``afterward_flow_events`` indexes events by correlation ID (written with them) and
+``afterward_attempts`` keeps every group's attempts, indexed by correlation ID.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, TypeVar
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._threads import DaemonExecutor
-from afterward.events._backend import AppendRecord, Done, StoredDeadLetter, StoredEvent
+from afterward.events._backend import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 
 __all__ = ["SQLiteLog", "path_of"]
 
@@ -50,6 +54,13 @@ CREATE TABLE IF NOT EXISTS afterward_dead_letters (
     id TEXT PRIMARY KEY, grp TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
     error TEXT NOT NULL, traceback TEXT NOT NULL, attempts INTEGER NOT NULL,
     failed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS afterward_flow_events (
+    cid TEXT NOT NULL, topic TEXT NOT NULL, off INTEGER NOT NULL,
+    PRIMARY KEY (cid, topic, off)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_attempts (
+    cid TEXT NOT NULL, at REAL NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
+    id TEXT NOT NULL, attempt INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS afterward_attempts_cid ON afterward_attempts (cid, at);
 """
 
 
@@ -167,6 +178,14 @@ class SQLiteLog:
                     (r.topic, next_offset[r.topic], r.key, r.event_id, r.timestamp, r.payload)
                 )
             conn.executemany("INSERT INTO afterward_events VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT OR IGNORE INTO afterward_flow_events VALUES (?, ?, ?)",
+                [
+                    (r.correlation_id, row[0], row[1])
+                    for r, row in zip(records, rows, strict=True)
+                    if r.correlation_id is not None
+                ],
+            )
 
         await self._run(append, write=True)
 
@@ -375,6 +394,53 @@ class SQLiteLog:
             write=True,
         )
         return cursor.rowcount == 1
+
+    # -- flows (the optional FlowLog capability) --------------------------------------
+
+    async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT e.topic, e.off, e.payload FROM afterward_flow_events f "
+                "JOIN afterward_events e ON e.topic = f.topic AND e.off = f.off "
+                "WHERE f.cid = ? ORDER BY e.ts, e.topic, e.off LIMIT ?",
+                (correlation_id, limit),
+            ).fetchall()
+        )
+        return [StoredEvent(topic, 0, off, payload) for topic, off, payload in rows]
+
+    async def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        rows = [
+            (
+                a.correlation_id,
+                a.at.timestamp(),
+                a.group,
+                a.topic,
+                a.event_id,
+                a.attempt,
+                a.outcome,
+                a.error,
+            )
+            for a in attempts
+        ]
+        await self._run(
+            lambda c: c.executemany(
+                "INSERT INTO afterward_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            ),
+            write=True,
+        )
+
+    async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT cid, at, grp, topic, id, attempt, outcome, error FROM afterward_attempts "
+                "WHERE cid = ? ORDER BY at, rowid LIMIT ?",
+                (correlation_id, limit),
+            ).fetchall()
+        )
+        return [
+            Attempt(cid, grp, topic, id_, attempt, outcome, datetime.fromtimestamp(at, UTC), error)
+            for cid, at, grp, topic, id_, attempt, outcome, error in rows
+        ]
 
 
 def _stop(executor: DaemonExecutor) -> None:

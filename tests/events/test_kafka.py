@@ -1,0 +1,88 @@
+"""What only the Kafka backend has: several partitions, Kafka-side offsets and the
+dead-letter topic, URL options. The shared guarantees are in test_conformance.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from afterward import ConfigError
+from afterward.events import Event, EventBus
+from tests.events.kafka_broker import shared_broker
+
+pytestmark = pytest.mark.kafka
+
+
+def _url(tmp_path: Path, prefix: str, partitions: int = 4) -> str:
+    store = quote(f"sqlite:///{tmp_path / 'state.db'}", safe="")
+    return f"{shared_broker().url}&partitions={partitions}&prefix={prefix}&store={store}"
+
+
+async def test_per_key_order_and_lag_over_several_partitions(tmp_path: Path) -> None:
+    prefix = f"{tmp_path.name[:20]}."
+    async with EventBus(_url(tmp_path, prefix)) as bus:
+        seen: dict[str, list[int]] = {}
+
+        @bus.subscribe("orders", group="billing")
+        async def handle(event: Event) -> None:
+            seen.setdefault(event.key or "", []).append(event.data)
+
+        for n in range(40):
+            await bus.publish("orders", n, key=f"k{n % 8}")
+        assert await bus.event_count("orders") == 40
+        assert (await bus.lag())["billing"]["orders"] == 40
+        await bus.drain()
+        assert (await bus.lag())["billing"]["orders"] == 0
+        assert {k: v for k, v in seen.items()} == {f"k{k}": list(range(k, 40, 8)) for k in range(8)}
+        # The positions are the Kafka group's committed offsets, on every partition used.
+        log = bus._log
+        positions = await log.positions("billing", "orders")  # type: ignore[attr-defined]
+        assert positions is not None and len(positions) == 4 and sum(positions.values()) == 40
+
+
+async def test_a_retried_keyless_publish_lands_on_the_same_partition(tmp_path: Path) -> None:
+    async with EventBus(_url(tmp_path, f"{tmp_path.name[:20]}.")) as bus:
+        runs: list[str] = []
+
+        @bus.subscribe("t", group="g")
+        async def handle(event: Event) -> None:
+            runs.append(event.id)
+
+        for _ in range(3):
+            await bus.publish("t", {"n": 1}, id="same-id")
+        ends = await bus._log.end_offsets("t")  # type: ignore[attr-defined]
+        assert sorted(ends.values()) == [0, 0, 0, 3]
+        await bus.drain()
+        assert runs == ["same-id"]
+
+
+async def test_dead_letters_are_mirrored_to_a_topic(tmp_path: Path) -> None:
+    prefix = f"{tmp_path.name[:20]}."
+    async with EventBus(_url(tmp_path, prefix, partitions=1)) as bus:
+
+        @bus.subscribe("t", group="g", retries=0)
+        async def handle(event: Event) -> None:
+            raise RuntimeError("boom")
+
+        await bus.publish("t", 1)
+        await bus.drain()
+        [letter] = await bus.dead_letters_async("g")
+        await bus.discard_dead_letter(letter.id)
+        # The letter, then its tombstone, on <topic>.dlq.<group>.
+        assert await bus.event_count("t.dlq.g") == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "kafka://",
+        "kafka://127.0.0.1:9092?unknown=1",
+        "kafka://127.0.0.1:9092?partitions=many",
+        "kafka://127.0.0.1:9092?store=kafka://127.0.0.1:9093",
+    ],
+)
+def test_bad_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        EventBus(url)
