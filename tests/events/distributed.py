@@ -25,10 +25,10 @@ _prefixes: list[str] = []
 
 def delete_redis_keys(prefixes: list[str], url: str = REDIS) -> None:
     """Delete every key under ``prefixes`` on the Redis at ``url``."""
-    from redis import Redis
-
     if not prefixes:
         return
+    from redis import Redis
+
     client = Redis.from_url(url)
     try:
         for prefix in prefixes:

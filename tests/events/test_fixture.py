@@ -26,3 +26,8 @@ async def test_assert_published(afterward_bus: TestBus) -> None:
     await afterward_bus.drain()
     assert handled == [7]
     assert [e.data for e in afterward_bus.published()] == [{"order_id": 7}]
+
+
+def test_the_fixture_works_in_sync_tests_too(afterward_bus: TestBus) -> None:
+    afterward_bus.publish_sync("signup", {"user": "ada"}, key="ada")
+    afterward_bus.assert_published("signup", user="ada", key="ada")

@@ -151,3 +151,16 @@ def test_a_backend_without_the_capability_still_consumes() -> None:
     state["broken"] = False
     assert bus.retry_dead_letter_sync(letter.id)
     assert bus.events_for(CID) == [] and bus.history(CID) == []
+
+
+def test_keep_history_false_records_no_attempts(url: str) -> None:
+    bus = _app(url, {"broken": True})
+    bus.keep_history = False  # as EventBus(url, keep_history=False)
+    assert EventBus(url, keep_history=False).keep_history is False
+    with correlate(CID):
+        bus.publish_sync("order.completed", {"n": 1})
+    bus.drain_sync()
+    (letter,) = bus.dead_letters()
+    bus.retry_dead_letter_sync(letter.id)
+    assert [e.data for e in bus.events_for(CID)] == [{"n": 1}]
+    assert bus.history(CID) == []

@@ -52,6 +52,7 @@ class BusAdmin:
         self._log = log
         self._subs: dict[tuple[str, str], Subscription] = {}
         self._watches: list[LagWatch] = []
+        self.keep_history = True
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         return run_sync(coro)
@@ -204,7 +205,7 @@ class BusAdmin:
             return True
         event = decode_event(stored.payload)
         retry_sub = replace(sub, retries=0)
-        flow = self._log if isinstance(self._log, FlowLog) else None
+        flow = self._log if self.keep_history and isinstance(self._log, FlowLog) else None
         history: list[Attempt] | None = [] if flow is not None else None
         attempts, error, tb = await run_handler(retry_sub, event, stored.attempts + 1, history)
         if flow is not None and history is not None:
@@ -279,6 +280,7 @@ class BusAdmin:
         ``stale``), with its time and error; dead-letter retries included. The bus
         records them with each batch it commits (so a run in progress shows once its
         batch is done). Supported on ``memory://`` (the newest 10,000 attempts of the
-        store) and ``sqlite://`` (kept with the events); other backends return ``[]``.
+        store) and ``sqlite://`` (kept with the events); other backends return ``[]``,
+        and so does a bus made with ``keep_history=False`` for what it consumed.
         """
         return self._sync(self.history_async(correlation_id, limit))

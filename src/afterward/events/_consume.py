@@ -155,14 +155,17 @@ def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 class _Batch:
-    def __init__(self, log: EventLog, sub: Subscription, processed: set[str]) -> None:
+    def __init__(
+        self, log: EventLog, sub: Subscription, processed: set[str], history: bool
+    ) -> None:
         self.log = log
         self.sub = sub
         self.seen = processed
         self.versions: dict[str, int] = {}
         self.done: list[Done] = []
         # Only backends with the flow capability keep attempts: others pay nothing.
-        self.history: list[Attempt] | None = [] if isinstance(log, FlowLog) else None
+        keep = history and isinstance(log, FlowLog)
+        self.history: list[Attempt] | None = [] if keep else None
 
     async def run_chain(self, chain: Sequence[tuple[StoredEvent, Event]]) -> None:
         for stored, event in chain:
@@ -211,12 +214,15 @@ class _Batch:
 
 
 async def process_batch(
-    log: EventLog, sub: Subscription, stored: Sequence[StoredEvent]
+    log: EventLog, sub: Subscription, stored: Sequence[StoredEvent], *, history: bool = True
 ) -> dict[int, int]:
-    """Handle ``stored`` for ``sub`` and commit; return the new positions."""
+    """Handle ``stored`` for ``sub`` and commit; return the new positions.
+
+    With ``history`` and a :class:`FlowLog` backend, also record the batch's attempts.
+    """
     events = [(s, decode_event(s.payload)) for s in stored]
     processed = await log.processed(sub.group, list({e.id for _, e in events}))
-    batch = _Batch(log, sub, processed)
+    batch = _Batch(log, sub, processed, history)
     keys = list({e.key for _, e in events if e.key is not None and e.version is not None})
     if keys:
         batch.versions = await log.key_versions(sub.group, sub.topic, keys)

@@ -127,7 +127,7 @@ class Consumers(BusAdmin):
             return 0
         heartbeat = asyncio.create_task(self._keep_claim(sub))
         try:
-            new_positions = await process_batch(self._log, sub, stored)
+            new_positions = await process_batch(self._log, sub, stored, history=self.keep_history)
         finally:
             heartbeat.cancel()
         if self._watches:

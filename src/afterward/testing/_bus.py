@@ -3,7 +3,6 @@ published."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -73,8 +72,11 @@ class TestBus(EventBus):
 
 
 @pytest.fixture
-async def afterward_bus() -> AsyncIterator[TestBus]:
+def afterward_bus() -> TestBus:
     """A private in-memory bus (``EventBus("memory://")``) with ``assert_published``.
+
+    A plain (sync) fixture, so it works in sync tests and in async tests under any
+    async plugin: the memory backend holds no connection to open or close.
 
     Example:
         >>> async def test_checkout_publishes(afterward_bus):
@@ -82,5 +84,4 @@ async def afterward_bus() -> AsyncIterator[TestBus]:
         ...     afterward_bus.assert_published("order.completed", order_id=7)
         ...     await afterward_bus.drain()            # run the subscribed handlers
     """
-    async with TestBus() as bus:
-        yield bus
+    return TestBus()

@@ -139,6 +139,8 @@ class KafkaLog:
 
     @contextlib.asynccontextmanager
     async def _errors(self, doing: str) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
             yield
         except BackendError:
@@ -152,6 +154,10 @@ class KafkaLog:
             raise BackendError(
                 f"Kafka bus {self.bootstrap} failed while {doing}: {exc!r}", backend="kafka"
             ) from exc
+        # A driver that finishes a request after its task was cancelled must not swallow
+        # the cancellation (a consumer would never stop): give it back.
+        if task is not None and task.cancelling() > cancelling:
+            raise asyncio.CancelledError(f"cancelled while {doing}")
 
     def _forget(self) -> None:
         """Drop this loop's clients and what they cached: after an outage, start afresh

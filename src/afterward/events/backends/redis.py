@@ -194,6 +194,8 @@ class RedisLog:
 
     @contextlib.asynccontextmanager
     async def _errors(self, doing: str) -> AsyncIterator[Redis]:
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
             yield self._client()
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
@@ -206,6 +208,11 @@ class RedisLog:
                 f"Redis bus {self._redis_url!r} failed while {doing}: {type(exc).__name__}: {exc}",
                 backend="redis",
             ) from exc
+        # redis-py can complete a command whose task was cancelled meanwhile and return
+        # normally, swallowing the cancellation (seen with Lua scripts on Python 3.11):
+        # a consumer would then never stop. Give the cancellation back.
+        if task is not None and task.cancelling() > cancelling:
+            raise asyncio.CancelledError(f"cancelled while {doing}")
 
     async def _script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         client = self._client()
