@@ -3,6 +3,8 @@ correlation ID. Kept tiny and import-free so the whole package can depend on it.
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import re
 from collections.abc import Iterator
@@ -17,10 +19,26 @@ if TYPE_CHECKING:
 
 __all__ = ["correlate", "correlation_id", "new_correlation_id"]
 
-_getrandbits = random.getrandbits
-# Version 4 in bits 76-79, RFC 4122 variant (0b10) in bits 62-63.
-_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+def _new_prefix() -> str:
+    # 80 random bits laid out as the first four groups of a UUID4 (version nibble 4,
+    # RFC 4122 variant), leaving the last group for a counter.
+    bits = random.getrandbits(80)
+    h = f"{bits:020x}"
+    variant = "89ab"[int(h[15], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{variant}{h[16:19]}-"
+
+
+_prefix = _new_prefix()
+_counter = itertools.count(random.getrandbits(47))
+
+
+def _reset_after_fork() -> None:
+    global _prefix
+    _prefix = _new_prefix()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 _correlation_id: ContextVar[str | None] = ContextVar("afterward_correlation_id", default=None)
 _current_scope: ContextVar[DeferScope | None] = ContextVar("afterward_scope", default=None)
@@ -31,16 +49,13 @@ _VALID_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def new_correlation_id() -> str:
-    """Return a fresh correlation ID: a random UUID (version 4) in canonical form.
+    """Return a fresh correlation ID in UUID (version 4) form.
 
-    Made from ``random.getrandbits`` rather than ``uuid.uuid4()`` (which reads
-    ``os.urandom`` and builds a UUID object): every request without an incoming ID needs
-    one, and this is about 6x cheaper. Correlation IDs must be unique, not secret; the
-    generator is reseeded in forked children.
+    Every request without an incoming ID needs one, so this is cheap: a random 80-bit
+    prefix per process (new in every forked child) and a 48-bit counter, about 5x
+    cheaper than ``str(uuid.uuid4())``. Correlation IDs must be unique, not secret.
     """
-    bits = _getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return f"{_prefix}{next(_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 def is_valid_correlation_id(value: str) -> bool:
