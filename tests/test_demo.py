@@ -140,8 +140,8 @@ def test_load_prints_the_latency_table(tmp_path: Path) -> None:
             "0",
             "--fail-rate",
             "0",
-            "--db",
-            str(tmp_path / "load.db"),
+            "--bus",
+            f"sqlite:///{tmp_path / 'load.db'}",
         ],
         capture_output=True,
         text=True,
@@ -153,3 +153,25 @@ def test_load_prints_the_latency_table(tmp_path: Path) -> None:
     for row in ("with afterward", "same work inline", "deferred work, after the response"):
         assert row in run.stdout
     assert "p50" in run.stdout and "p99" in run.stdout
+    assert (tmp_path / "load.db").exists()  # --bus named the demo's bus
+
+
+def test_checkout_refuses_bad_orders_before_paying() -> None:
+    from afterward.demo import Shop
+    from afterward.events import EventBus
+    from tests.support import serve_asgi
+
+    shop = Shop(EventBus("memory://"), fail_rate=0, seed=1, echo=None)
+    with serve_asgi(shop.app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        bad = (
+            {"sku": "A1", "qty": True},
+            {"sku": "A1", "qty": 11},
+            {"sku": ["A1"]},
+            {"sku": "Z9"},
+            [1],
+        )
+        for body in bad:
+            refused = client.post("/checkout", json=body)
+            assert refused.status_code == 400, (body, refused.text)
+        assert client.post("/checkout", content=b"{oops").status_code == 400
+        assert shop.services.calls["payment"] == 0

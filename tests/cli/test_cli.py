@@ -72,6 +72,9 @@ def test_every_command_has_help_with_an_example() -> None:
         result = invoke(*command, "--help")
         assert result.exit_code == 0, command
         assert "Example" in result.output, command
+        leaf = not isinstance(main.commands[command[0]], click.Group) or len(command) > 1
+        if leaf and command != ("consume",):  # consume APP:BUS: the app's bus has its URL
+            assert "--bus URL" in result.output, command
 
 
 def test_publish_tail_and_lag(bus_url: str) -> None:
@@ -186,6 +189,20 @@ def test_dead_letters_list_show_retry_discard(bus_url: str) -> None:
     assert invoke("dlq", "list").output.strip() == "Dead letters: none"
 
 
+def test_dlq_retry_with_only_a_bus_url_hands_the_event_back(bus_url: str) -> None:
+    first, second = _dead_letters(bus_url, "ORD-5", "ORD-6")
+    retried = invoke("dlq", "retry", first)  # AFTERWARD_BUS, no --app
+    assert retried.exit_code == 0, retried.output
+    assert "retried 1 dead letter(s): handed back to their topics" in retried.output
+    assert [d["id"] for d in json.loads(invoke("dlq", "list", "--json").output)] == [second]
+    assert json.loads(invoke("events", "lag", "--json").output) == {
+        "notification": {"order.completed": 1}
+    }
+    app = shop_app.make_bus(bus_url)  # the group's consumer runs it
+    app.drain_sync()
+    assert "ORD-5" in shop_app.handled and "ORD-6" not in shop_app.handled
+
+
 def _failed_jobs(url: str, *orders: str) -> list[str]:
     from afterward.events import subscribe_worker
     from afterward.jobs import unregister_connection
@@ -243,6 +260,10 @@ def test_failed_jobs_list_retry_discard(bus_url: str) -> None:
         (("events", "replay", "t", "-g", "g"), "give one of --since and --from-offset"),
         (("events", "publish", "t", "{}", "-H", "novalue"), "is not NAME=VALUE"),
         (("dashboard", "--no-auth", "--host", "0.0.0.0"), "only allowed on a loopback host"),
+        (("dashboard", "--bus", "redis://127.0.0.1:1/0", "--port", "0"), "unreachable"),
+        (("demo", "--bus", "redis://127.0.0.1:1/0", "--port", "0"), "unreachable"),
+        (("demo", "--bus", "bogus://x", "--port", "0"), "cannot use bus URL 'bogus://x'"),
+        (("demo", "--bus", "memory://", "--db", "x.db", "--port", "0"), "not both"),
     ],
 )
 def test_bad_input_gives_one_line_and_a_non_zero_exit(

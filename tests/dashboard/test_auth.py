@@ -138,3 +138,35 @@ def test_a_generated_token_and_no_auth() -> None:
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_a_bulk_post_without_a_known_action_changes_nothing(shop: Shop) -> None:
+    with served_client(create_app(shop.bus, token=TOKEN)) as client:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for form in ({}, {"action": "explode"}):
+            refused = client.post("/dead-letters/bulk", data=form, headers=auth)
+            assert refused.status_code == 403, form
+            assert client.post("/failed-jobs/bulk", data=form, headers=auth).status_code == 403
+    assert len(shop.bus.dead_letters()) == 1  # not discarded by default
+
+
+def test_a_correlation_id_with_a_slash_and_markup_has_its_flow(shop: Shop) -> None:
+    from urllib.parse import quote
+
+    from afterward import correlate
+
+    cid = "tenant/7<script>alert(1)</script>"
+    with correlate(cid):
+        shop.bus.publish_sync("order.completed", {"order_id": "ORD-2"}, key="ORD-2")
+    shop.bus.drain_sync()
+    with served_client(create_app(shop.bus, token=TOKEN)) as client:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        listed = client.get("/dead-letters", headers=auth).text
+        link = re.search(r'href="(/flows/tenant[^"]+)"', listed)
+        assert link, listed
+        for path in (link[1], f"/flows/{quote(cid, safe='')}", f"/flows?cid={quote(cid)}"):
+            page = client.get(path, headers=auth)
+            assert page.status_code == 200, path
+            assert "<script>alert(1)" not in page.text
+            assert "tenant/7&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+            assert "dead letter in notification" in page.text

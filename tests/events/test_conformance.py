@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -92,6 +93,22 @@ async def test_replay_since_a_time(bus: EventBus) -> None:
     late = datetime(2999, 1, 1, tzinfo=UTC)
     await bus.replay("t", group="g", since=late)
     assert (await bus.lag())["g"]["t"] == 0
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_replay_since_does_not_assume_timestamps_ascend(url: str, tmp_path: Path) -> None:
+    # Publishers on several threads (or a clock stepping back) append timestamps out of
+    # order: ``since`` still picks the first offset at or after the time.
+    from afterward.events._backend import AppendRecord
+
+    bus = EventBus(f"sqlite:///{tmp_path / 'bus.db'}" if url == "sqlite" else url)
+    await bus.connect()
+    await bus._log.append(
+        [AppendRecord("t", None, f"e{ts}", float(ts), b"{}") for ts in (10, 30, 20, 40)]
+    )
+    since = datetime.fromtimestamp(25, UTC)
+    assert await bus._log.offsets_for_time("t", since) == {0: 1}
+    await bus.aclose()
 
 
 async def test_replay_validates_its_arguments(bus: EventBus) -> None:
@@ -196,6 +213,28 @@ async def test_retries_then_dead_letter_and_the_group_moves_on(bus: EventBus) ->
     assert [n for n, _ in handled] == [2, 1]
 
 
+async def test_retry_dead_letter_after_the_id_was_processed_does_not_run_again(
+    bus: EventBus,
+) -> None:
+    runs: list[int] = []
+
+    @bus.subscribe("t", group="g", retries=0)
+    async def handle(event: Event) -> None:
+        runs.append(event.attempt)
+        if len(runs) == 1:
+            raise RuntimeError("down")
+
+    await bus.publish("t", 1, id="x")
+    await bus.drain()
+    [letter] = await bus.dead_letters_async()
+    await bus.publish("t", 1, id="x")  # the producer retried: this run succeeds
+    await bus.drain()
+    assert len(runs) == 2
+    assert await bus.retry_dead_letter(letter.id) is True
+    assert len(runs) == 2  # at most one successful run per ID and group
+    assert await bus.dead_letters_async() == []
+
+
 async def test_retry_dead_letter_without_the_handler_hands_it_back(bus_url: str) -> None:
     fail = True
     runs: list[str] = []
@@ -293,6 +332,7 @@ async def test_pydantic_model_schema(bus: EventBus) -> None:
         ("t", {1, 2}, "not JSON-serializable"),
         ("t", float("nan"), "not JSON-serializable"),
         ("t", object(), "not JSON-serializable"),
+        ("t", {"name": "\ud800"}, "not JSON-serializable"),  # no UTF-8 for a lone surrogate
         ("", 1, "invalid topic name"),
         ("has space", 1, "invalid topic name"),
         ("x" * 250, 1, "invalid topic name"),
@@ -319,6 +359,10 @@ async def test_bad_arguments_name_what_was_wrong(bus: EventBus) -> None:
         await bus.publish("t", 1, headers={"a": 1})  # type: ignore[dict-item]
     with pytest.raises(PublishError, match="data"):
         await bus.publish_many("t", [{"key": "k"}])
+    with pytest.raises(PublishError, match="iterable of mappings"):
+        await bus.publish_many("t", 5)  # type: ignore[arg-type]
+    with pytest.raises(PublishError, match="topic"):
+        await bus.publish_many("bad topic", [])
     with pytest.raises(ConfigError, match="retries"):
         bus.subscribe("t", group="g", retries=-1)
     with pytest.raises(ConfigError, match="concurrency"):
@@ -491,6 +535,48 @@ async def test_run_consumes_until_cancelled(bus: EventBus) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_stop_while_run_is_starting_stops_it(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIGTERM landing while run() connects or relays the outbox must not be lost.
+    @bus.subscribe("t", group="g")
+    async def handle(event: Event) -> None: ...
+
+    relay = bus.relay_outbox
+
+    async def relay_then_signal(database: object = None) -> int:
+        bus.stop()
+        return await relay(database)
+
+    monkeypatch.setattr(bus, "relay_outbox", relay_then_signal)
+    await asyncio.wait_for(bus.run(), 5)
+
+
+async def test_drain_waits_for_a_claim_held_elsewhere_without_spinning(bus_url: str) -> None:
+    async with EventBus(bus_url, claim_ttl=0.3) as bus:
+
+        @bus.subscribe("t", group="g")
+        async def handle(event: Event) -> None: ...
+
+        await bus.publish("t", 1)
+        await bus._log.claim("g", "t", "another-process", 30)  # its consumer is busy
+        claims = 0
+        claim = bus._log.claim
+
+        async def counted(group: str, topic: str, owner: str, ttl: float) -> bool:
+            nonlocal claims
+            claims += 1
+            return await claim(group, topic, owner, ttl)
+
+        bus._log.claim = counted  # type: ignore[method-assign]
+        draining = asyncio.create_task(bus.drain())
+        await asyncio.sleep(0.5)  # a window to count claim attempts in, not a sync point
+        assert claims < 20  # standby pace (0.1 s), not thousands of write transactions
+        await bus._log.release("g", "t", "another-process")
+        await asyncio.wait_for(draining, 5)
+        assert (await bus.lag())["g"]["t"] == 0
 
 
 async def test_a_second_bus_on_the_same_url_shares_the_store(bus_url: str) -> None:

@@ -31,3 +31,21 @@ async def test_assert_published(afterward_bus: TestBus) -> None:
 def test_the_fixture_works_in_sync_tests_too(afterward_bus: TestBus) -> None:
     afterward_bus.publish_sync("signup", {"user": "ada"}, key="ada")
     afterward_bus.assert_published("signup", user="ada", key="ada")
+
+
+async def test_published_keeps_publish_order_within_a_topic(afterward_bus: TestBus) -> None:
+    from dataclasses import replace
+
+    from afterward.events._backend import AppendRecord
+    from afterward.events._envelope import encode_event
+
+    # Two threads publishing: the later append may carry the earlier timestamp.
+    first = Event(id="first", topic="t", data=1)
+    second = replace(first, id="second", data=2)
+    await afterward_bus._log.append(
+        [
+            AppendRecord("t", None, "first", 20.0, encode_event(first)),
+            AppendRecord("t", None, "second", 10.0, encode_event(second)),
+        ]
+    )
+    assert [e.id for e in afterward_bus.published("t")] == ["first", "second"]

@@ -186,3 +186,19 @@ async def test_queue_jobs_dispatched_in_a_transaction_follow_it(
         wait_for(lambda: bus.event_count_sync(job_topic("default")) == 1, timeout=1.0)
     finally:
         unregister_connection("queue")
+
+
+async def test_private_memory_buses_never_relay_each_others_outbox(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import afterward.events._outbox as outbox
+
+    mine, other = EventBus("memory://"), EventBus("memory://")
+    # Committed, not relayed yet (as if the relay thread had not got to it).
+    monkeypatch.setattr(outbox._relayer, "wake", lambda bus, store: None)
+    with Session(engine) as session, session.begin():
+        await mine.publish("t", "mine")
+    assert await other.relay_outbox(engine) == 0  # same URL, another private store
+    assert await other.event_count("t") == 0
+    assert await mine.relay_outbox(engine) == 1
+    assert await mine.event_count("t") == 1

@@ -11,7 +11,7 @@ from afterward.cli._output import CliError, one_line
 if TYPE_CHECKING:
     from afterward.events import EventBus
 
-__all__ = ["load_bus", "open_bus"]
+__all__ = ["load_bus", "make_bus", "open_bus"]
 
 
 @asynccontextmanager
@@ -25,20 +25,25 @@ async def open_bus(url: str | None, app: str | None = None) -> AsyncIterator[Eve
         CliError: the URL is malformed or names an unknown scheme, or the backend's
             server cannot be reached; the message is one line.
     """
+    bus = load_bus(app) if app is not None else make_bus(url)
+    async with bus:
+        yield bus
+
+
+def make_bus(url: str | None) -> EventBus:
+    """The (not yet opened) bus at ``url``, the default bus when ``None``.
+
+    Raises:
+        CliError: the URL is malformed, names an unknown scheme or a backend whose
+            extra is not installed; the message is one line.
+    """
     from afterward._exceptions import AfterwardError
     from afterward.events import EventBus
 
-    if app is not None:
-        bus = load_bus(app)
-        async with bus:
-            yield bus
-        return
     try:
-        bus = EventBus(url) if url else EventBus()
+        return EventBus(url) if url else EventBus()
     except (AfterwardError, ValueError, ImportError) as exc:  # ImportError: a missing extra
         raise CliError(f"cannot use bus URL {url!r}: {one_line(exc)}") from exc
-    async with bus:
-        yield bus
 
 
 def load_bus(spec: str) -> Any:

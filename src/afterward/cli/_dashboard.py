@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import click
 
-from afterward.cli._bus import load_bus
-from afterward.cli._output import CliError, bus_option, one_line
+from afterward.cli._bus import load_bus, make_bus
+from afterward.cli._output import CliError, bus_option, run
 from afterward.cli._serve import bind, url_of
 from afterward.dashboard._auth import is_loopback
 
@@ -71,35 +67,29 @@ def dashboard(
 
     from afterward.dashboard import create_app
 
-    bus = load_bus(app_spec) if app_spec else _make_bus(bus_url)
+    bus = load_bus(app_spec) if app_spec else make_bus(bus_url)
     panel = create_app(bus, token=token, auth=not no_auth, lag_threshold=lag_threshold)
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        async with bus:
-            yield
-
     sock = bind(host, port)
     server = uvicorn.Server(
         uvicorn.Config(
-            Starlette(routes=[Mount("/", app=panel)], lifespan=lifespan), log_level="warning"
+            Starlette(routes=[Mount("/", app=panel)]), log_level="warning", lifespan="off"
         )
     )
-    url = url_of(sock, host) + "/"
-    click.echo(f"afterward dashboard on {url}")
-    if panel.token:
-        click.echo(f"  open: {url}?token={panel.token}")
-        click.echo(f"  or send the header: Authorization: Bearer {panel.token}")
-    else:
-        click.echo("  no authentication (--no-auth): anyone on this machine can use it")
-    server.run(sockets=[sock])
 
-
-def _make_bus(url: str | None) -> Any:
-    from afterward._exceptions import AfterwardError
-    from afterward.events import EventBus
+    async def serve() -> None:
+        # Connect before printing the URLs: an unreachable server is one line, not a
+        # traceback from uvicorn's lifespan.
+        async with bus:
+            url = url_of(sock, host) + "/"
+            click.echo(f"afterward dashboard on {url}")
+            if panel.token:
+                click.echo(f"  open: {url}?token={panel.token}")
+                click.echo(f"  or send the header: Authorization: Bearer {panel.token}")
+            else:
+                click.echo("  no authentication (--no-auth): anyone on this machine can use it")
+            await server.serve(sockets=[sock])
 
     try:
-        return EventBus(url) if url else EventBus()
-    except (AfterwardError, ValueError, ImportError) as exc:  # ImportError: a missing extra
-        raise CliError(f"cannot use bus URL {url!r}: {one_line(exc)}") from exc
+        run(serve())
+    finally:
+        sock.close()  # uvicorn closes it too, but not when the bus cannot be reached

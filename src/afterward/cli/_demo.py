@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import click
 
+from afterward.cli._output import CliError, bus_option
+
 __all__ = ["demo"]
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@bus_option
 @click.option(
-    "--db", default=None, metavar="PATH", help="SQLite file of the bus (default: a temp file)."
+    "--db",
+    default=None,
+    metavar="PATH",
+    help="Short for --bus sqlite:///PATH (default: a new temp file; wins over AFTERWARD_BUS).",
 )
 @click.option(
     "--fail-rate",
@@ -45,6 +51,7 @@ __all__ = ["demo"]
 def demo(
     host: str,
     port: int,
+    bus_url: str | None,
     db: str | None,
     fail_rate: float,
     seed: int | None,
@@ -62,12 +69,20 @@ def demo(
         afterward demo
         afterward demo --port 8001 --fail-rate 0.5 --seed 7
         afterward demo --load 200          # p50/p99: afterward vs the same work inline
+        afterward demo --bus redis://127.0.0.1:6379/0
     """
     from afterward.demo import run_demo
+
+    if db and bus_url:
+        source = click.get_current_context().get_parameter_source("bus_url")
+        if source is click.core.ParameterSource.COMMANDLINE:
+            raise CliError("give --bus or --db, not both")
+        bus_url = None  # AFTERWARD_BUS is for every command; --db was asked for here
 
     run_demo(
         host=host,
         port=port,
+        bus_url=bus_url,
         db=db,
         fail_rate=fail_rate,
         seed=seed,

@@ -163,6 +163,11 @@ def _act(
     outcome = run(main())
     if as_json:
         emit_json({"action": verb, "ids": outcome["done"], "failed_again": outcome["failed_again"]})
+    elif verb == "retry" and app is None:
+        click.echo(
+            f"retried {len(outcome['done'])} dead letter(s): handed back to their topics "
+            "for the groups' consumers"
+        )
     elif verb == "retry":
         click.echo(
             f"retried {len(outcome['done']) + len(outcome['failed_again'])} dead letter(s): "
@@ -181,27 +186,36 @@ def _act(
 @click.option(
     "--app",
     "app_spec",
-    required=True,
+    default=None,
     metavar="MODULE:BUS",
-    help="Your app's bus object, whose subscribed handlers run the retries.",
+    help="Your app's bus object, whose subscribed handlers run the retries here "
+    "(instead of --bus).",
 )
+@bus_option
 @json_option
 def retry(
-    ids: tuple[str, ...], all_: bool, group: str | None, app_spec: str, as_json: bool
+    ids: tuple[str, ...],
+    all_: bool,
+    group: str | None,
+    app_spec: str | None,
+    bus_url: str | None,
+    as_json: bool,
 ) -> None:
-    """Send dead letters back through their group's handler now.
+    """Send dead letters back through their group's handler.
 
-    The handler runs in this process, so name your app's bus with --app (the one
-    your subscribers are registered on; its URL is the bus's). A letter whose retry
-    succeeds leaves the list; one that fails again stays with the new error, and the
-    command exits with status 1.
+    With --app (your app's bus object, with its subscribers; its URL is the bus's),
+    the handler runs now, in this process: a letter whose retry succeeds leaves the
+    list; one that fails again stays with the new error, and the command exits with
+    status 1. With only --bus, each event is handed back to its topic (same ID) and
+    leaves the list; the group's consumers (your app, ``afterward consume``) run it.
 
     \b
     Examples:
         afterward dlq retry --app shop.events:bus 3f2a9c... 8b1d07...
         afterward dlq retry --app shop.events:bus --all --group notification
+        afterward dlq retry --bus sqlite:///shop.db --all   # for the running consumers
     """
-    _act("retry", ids, all_, group, None, as_json, app_spec)
+    _act("retry", ids, all_, group, bus_url, as_json, app_spec)
 
 
 @dlq.command()

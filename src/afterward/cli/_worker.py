@@ -40,8 +40,12 @@ async def _serve(bus: EventBus, groups: list[str] | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     try:
-        async with bus:
+        # No await before run(): it connects itself, and a signal arriving meanwhile
+        # then stops it instead of being reset by it.
+        try:
             await bus.run(groups)
+        finally:
+            await bus.aclose()
     except asyncio.CancelledError:
         if signals < 2:
             raise

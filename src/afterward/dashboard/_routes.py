@@ -57,14 +57,19 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
 
 
 async def _check_csrf(request: Request) -> dict[str, str]:
-    if request.path_params.get("action", "retry") not in ("retry", "discard"):
-        raise _Refused()
+    """The action's form, once its CSRF token (or bearer header) is checked.
+
+    The action, from the path or the bulk form's ``action`` field, must be ``retry`` or
+    ``discard``: a bulk form without one must not default to discarding everything.
+    """
     # Our forms are small and urlencoded: parse them here rather than depend on
     # python-multipart; anything large or of another type is refused.
     body = await request.body()
     if len(body) > 65_536:
         raise _Refused()
     form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    if request.path_params.get("action", form.get("action")) not in ("retry", "discard"):
+        raise _Refused()
     if request.state.csrf_exempt:
         return form
     given = form.get("csrf") or request.headers.get("x-csrf-token") or ""
@@ -265,7 +270,9 @@ async def asset(request: Request) -> Response:
 
 
 async def _refused(request: Request, exc: Exception) -> Response:
-    return Response("CSRF token missing or wrong: reload the page", status_code=403)
+    return Response(
+        "CSRF token missing or wrong, or no such action: reload the page", status_code=403
+    )
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -292,7 +299,7 @@ def routes() -> list[Route]:
         Route("/failed-jobs/{id}", failed_job),
         Route("/failed-jobs/{id}/{action:str}", failed_job_action, methods=["POST"]),
         Route("/flows", flows),
-        Route("/flows/{cid}", flow),
+        Route("/flows/{cid:path}", flow),  # IDs come from headers: "/" happens
         Route("/deferred", deferred),
         Route("/assets/{name}", asset),
     ]

@@ -15,18 +15,33 @@ from afterward.demo._shop import Shop
 __all__ = ["run_demo"]
 
 
-def _bus(db: str | None) -> tuple[Any, str]:
-    from afterward.events import EventBus
+def _bus(url: str | None, db: str | None) -> tuple[Any, str]:
+    """The demo's bus: ``url``, else the SQLite file ``db``, else a new temp file."""
+    from afterward.cli._bus import make_bus
 
-    path = Path(db) if db else Path(tempfile.mkdtemp(prefix="afterward-demo-")) / "shop.db"
-    url = f"sqlite:///{path.resolve()}"
-    return EventBus(url), url
+    if url is None:
+        path = Path(db) if db else Path(tempfile.mkdtemp(prefix="afterward-demo-")) / "shop.db"
+        url = f"sqlite:///{path.resolve()}"
+    return make_bus(url), url
+
+
+async def _check_reachable(url: str) -> None:
+    """Connect once to ``url`` with a bus of our own, before serving.
+
+    The shop opens its bus in the app's lifespan, where an unreachable server would
+    end as uvicorn's traceback; here it is the CLI's one-line error.
+    """
+    from afterward.cli._bus import make_bus
+
+    async with make_bus(url):
+        pass
 
 
 def run_demo(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
+    bus_url: str | None = None,
     db: str | None = None,
     fail_rate: float = 0.2,
     seed: int | None = None,
@@ -34,13 +49,23 @@ def run_demo(
     load: int = 0,
     concurrency: int = 10,
 ) -> None:
-    """Serve the shop until Ctrl-C; with ``load`` > 0, measure it, print the table, stop."""
+    """Serve the shop until Ctrl-C; with ``load`` > 0, measure it, print the table, stop.
+
+    The bus is ``bus_url`` when given, else the SQLite file ``db``, else a new temp file.
+    """
     import uvicorn
 
+    from afterward.cli._output import run
     from afterward.cli._serve import bind, url_of
 
     sock = bind(host, port)
-    bus, url = _bus(db)
+    try:
+        bus, url = _bus(bus_url, db)
+        if not url.startswith("memory:"):  # a memory bus is private to its object
+            run(_check_reachable(url))
+    except BaseException:
+        sock.close()
+        raise
     shop = Shop(bus, fail_rate=fail_rate, seed=seed, token=token, echo=None if load else click.echo)
     server = uvicorn.Server(uvicorn.Config(shop.app, log_level="warning"))
     base = url_of(sock, host)
@@ -85,7 +110,8 @@ def _measure(base: str, count: int, concurrency: int, shop: Shop) -> None:
     for path in variants.values():
         fire(base, path, warmup, concurrency, lambda: None)
     _wait_for_deferred(shop, warmup)
-    shop.deferred_ms.clear()
+    with shop.deferred_done:
+        shop.deferred_ms.clear()
     results = {}
     for name, path in variants.items():
         with progress(path, count) as tick:
@@ -95,6 +121,6 @@ def _measure(base: str, count: int, concurrency: int, shop: Shop) -> None:
 
 
 def _wait_for_deferred(shop: Shop, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(shop.deferred_ms) < count and time.monotonic() < deadline:
-        time.sleep(0.05)  # deferred batches run on the server's loop; we only watch
+    """Wait until ``count`` deferred batches have finished (they run on the server's loop)."""
+    with shop.deferred_done:
+        shop.deferred_done.wait_for(lambda: len(shop.deferred_ms) >= count, timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -75,6 +76,8 @@ class Shop:
         self.recorder = Recorder().install("afterward.defer")
         self.ledger: dict[str, Any] = {}
         self.deferred_ms: list[float] = []
+        # Notified whenever a deferred batch finishes: --load waits on it from its thread.
+        self.deferred_done = threading.Condition()
         self.answered: dict[str, float] = {}
         self._numbers = itertools.count(1)
         self._consumer: asyncio.Task[None] | None = None
@@ -122,7 +125,13 @@ class Shop:
                 {"error": 'body must be JSON like {"sku": "A1", "qty": 1}'}, status_code=400
             )
         sku, qty = (body.get("sku"), body.get("qty", 1)) if isinstance(body, dict) else (None, None)
-        if sku not in CATALOG or not isinstance(qty, int) or not 1 <= qty <= 10:
+        # bool is an int to Python, not to the order schema: refuse it before paying.
+        if (
+            not isinstance(sku, str)
+            or sku not in CATALOG
+            or type(qty) is not int
+            or not 1 <= qty <= 10
+        ):
             return JSONResponse(
                 {"error": f"unknown sku or bad qty; skus: {', '.join(CATALOG)}"}, status_code=400
             )
@@ -179,7 +188,9 @@ class Shop:
             elapsed = (time.perf_counter() - started) * 1000
             ok = batch.total_requests - batch.failed_requests
             if deferred:  # only the deferred variant: inline runs are in the response
-                self.deferred_ms.append(elapsed)
+                with self.deferred_done:
+                    self.deferred_ms.append(elapsed)
+                    self.deferred_done.notify_all()
             self.recorder.record(
                 cid,
                 "deferred",

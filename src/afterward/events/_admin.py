@@ -170,7 +170,9 @@ class BusAdmin:
 
         The handler sees the original event (same ID, same correlation ID) with the next
         attempt number. On success the letter leaves the list and the event counts as
-        processed; on failure the letter stays, with the new error and attempt count.
+        processed; on failure the letter stays, with the new error and attempt count. If
+        the group has processed that event ID since (it was published again), the
+        handler does not run and the letter just leaves the list.
 
         Without that group's handler on this bus (the CLI, the dashboard), the event is
         appended to its topic again with the same ID instead, for the group's consumers
@@ -204,6 +206,12 @@ class BusAdmin:
             await self._log.delete_dead_letter(dead_letter_id)
             return True
         event = decode_event(stored.payload)
+        if await self._log.processed(stored.group, [event.id]):
+            # The group ran it successfully meanwhile (the producer published the same
+            # ID again, or the letter was handed back): never a second successful run.
+            await self._log.delete_dead_letter(dead_letter_id)
+            incr("events.duplicate")
+            return True
         retry_sub = replace(sub, retries=0)
         flow = self._log if self.keep_history and isinstance(self._log, FlowLog) else None
         history: list[Attempt] | None = [] if flow is not None else None

@@ -114,6 +114,14 @@ class EventBus(Consumers):
     def __repr__(self) -> str:
         return f"<EventBus {self.url}>"
 
+    @property
+    def _outbox_address(self) -> str:
+        """The bus an outbox row belongs to: its URL, except for a private ``memory://``
+        store, which no other bus (nor a later process) may relay into."""
+        if self.url.startswith("memory://") and not self.url[len("memory://") :].strip("/"):
+            return f"memory://private-{self._owner}"
+        return self.url
+
     # -- lifecycle --------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -237,10 +245,17 @@ class EventBus(Consumers):
             items: mappings with ``data`` and optionally ``key``, ``version``, ``id``,
                 ``headers`` (the arguments of :meth:`publish`).
         """
+        validate_topic(topic)
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise PublishError(
+                f"publish_many needs an iterable of mappings, got {items!r}", topic=topic
+            )
         drafts = []
         for item in items:
             if not isinstance(item, Mapping) or "data" not in item:
-                raise PublishError(f"publish_many items need a 'data' entry, got {item!r}")
+                raise PublishError(
+                    f"publish_many items need a 'data' entry, got {item!r}", topic=topic
+                )
             unknown = set(item) - {"data", "key", "version", "id", "headers"}
             if unknown:
                 raise PublishError(f"unknown publish_many fields {sorted(unknown)}", topic=topic)

@@ -155,7 +155,13 @@ class Consumers(BusAdmin):
             raise ConfigError(f"no handlers subscribed for groups {missing}")
         return subs
 
-    async def _consume_loop(self, sub: Subscription, stop_when_idle: bool) -> None:
+    def _standby_wait(self) -> float:
+        """Seconds a consumer whose claim is held elsewhere waits before trying again."""
+        return max(self.poll_interval, min(self.claim_ttl / 3, 1.0))
+
+    async def _consume_loop(self, sub: Subscription, stop_when_idle: bool) -> bool:
+        """Consume ``sub`` until stopped (or idle, with ``stop_when_idle``); return true
+        when it stopped idle because another consumer holds the claim."""
         loop = asyncio.get_running_loop()
         waker = asyncio.Event()
         self._wakers.add((loop, waker))
@@ -166,18 +172,15 @@ class Consumers(BusAdmin):
                 if read > 0:
                     continue
                 if stop_when_idle:
-                    return
+                    return read < 0
                 # Idle: wake on a local publish, else look again after poll_interval; a
                 # standby consumer (claim held elsewhere) looks less often.
-                wait = (
-                    self.poll_interval
-                    if read == 0
-                    else max(self.poll_interval, min(self.claim_ttl / 3, 1.0))
-                )
+                wait = self.poll_interval if read == 0 else self._standby_wait()
                 try:
                     await asyncio.wait_for(waker.wait(), wait)
                 except TimeoutError:
                     pass
+            return False
         finally:
             self._wakers.discard((loop, waker))
             self._claimed_until.pop((sub.group, sub.topic), None)
@@ -190,18 +193,25 @@ class Consumers(BusAdmin):
         once nothing is pending for any of them.
         """
         subs = self._select(groups)
+        # Reset before the first await: a stop() (SIGTERM) arriving while connecting or
+        # relaying the outbox must still stop this run.
+        self._stopping = False
         await self.connect()
         await self.relay_outbox()
-        self._stopping = False
         while not self._stopping:
             try:
                 async with asyncio.TaskGroup() as tasks:
-                    for sub in subs:
-                        tasks.create_task(self._consume_loop(sub, stop_when_idle))
+                    loops = [
+                        tasks.create_task(self._consume_loop(sub, stop_when_idle)) for sub in subs
+                    ]
             except BaseExceptionGroup as failed:
                 raise unwrap(failed) from None
             if not stop_when_idle or not await self._pending(subs):
                 return
+            if any(done.result() for done in loops):
+                # Another consumer holds a claim and work is pending: wait for it at the
+                # standby pace instead of retrying the claim (a write) in a hot loop.
+                await asyncio.sleep(self._standby_wait())
 
     def stop(self) -> None:
         """Ask :meth:`run` to return once the batches in flight are handled and committed

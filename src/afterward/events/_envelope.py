@@ -103,7 +103,8 @@ def encode_event(event: Event) -> bytes:
     """Encode ``event`` as compact UTF-8 JSON.
 
     Raises:
-        PublishError: the data or headers are not JSON-serializable.
+        PublishError: the data or headers are not JSON-serializable (a lone surrogate
+            in a string included: it has no UTF-8 encoding).
     """
     try:
         text = _encoder.encode(
@@ -117,13 +118,13 @@ def encode_event(event: Event) -> bytes:
                 "occurred_at": event.occurred_at.isoformat(),
                 "headers": event.headers,
             }
-        )
-    except (TypeError, ValueError) as exc:
+        ).encode()
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) too
         raise PublishError(
             f"event data for topic {event.topic!r} is not JSON-serializable: {exc}",
             topic=event.topic,
         ) from exc
-    return text.encode()
+    return text
 
 
 def decode_event(payload: bytes, attempt: int = 1) -> Event:

@@ -81,7 +81,7 @@ def write_to_outbox(bus: EventBus, records: list[AppendRecord]) -> bool:
     if found is None:
         return False
     owner, store = found
-    store.write(owner, bus.url, records)
+    store.write(owner, bus._outbox_address, records)
     return True
 
 
@@ -91,7 +91,7 @@ async def write_to_outbox_async(bus: EventBus, records: list[AppendRecord]) -> b
     if found is None:
         return False
     owner, store = found
-    await store.write_async(owner, bus.url, records)
+    await store.write_async(owner, bus._outbox_address, records)
     return True
 
 

@@ -138,7 +138,7 @@ class SQLAlchemyOutbox(OutboxStore):
         with self.engine.begin() as connection:
             if not self.created:
                 outbox_table.create(connection, checkfirst=True)
-            rows = connection.execute(*self._claim_statement(bus.url, limit)).all()
+            rows = connection.execute(*self._claim_statement(bus._outbox_address, limit)).all()
             if rows:
                 run_sync(bus._append(_records(rows), outbox=False))
         self.created = True
@@ -160,7 +160,9 @@ class SQLAlchemyOutbox(OutboxStore):
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(lambda c: outbox_table.create(c, checkfirst=True))
-                rows = (await connection.execute(*self._claim_statement(bus.url, limit))).all()
+                rows = (
+                    await connection.execute(*self._claim_statement(bus._outbox_address, limit))
+                ).all()
                 if rows:
                     await bus._append(_records(rows), outbox=False)
         finally:
@@ -215,7 +217,7 @@ class DjangoOutbox(OutboxStore):
                     "DELETE FROM afterward_outbox WHERE id IN (SELECT id FROM afterward_outbox "
                     "WHERE bus = %s ORDER BY id LIMIT %s) "
                     "RETURNING id, topic, key, event_id, ts, payload",
-                    [bus.url, limit],
+                    [bus._outbox_address, limit],
                 )
                 rows = cursor.fetchall()
                 if rows:

@@ -35,8 +35,11 @@ class TestBus(EventBus):
 
         assert isinstance(self._log, MemoryLog)
         logs = self._log._store.logs
-        topics = [topic] if topic is not None else list(logs)
-        records = sorted((r for t in topics for r in logs.get(t, [])), key=lambda r: r.timestamp)
+        if topic is not None:
+            # The log's own order: timestamps need not ascend (publishing threads).
+            return [decode_event(r.payload) for r in logs.get(topic, [])]
+        # Across topics only the publish times order them (a stable sort keeps ties).
+        records = sorted((r for log in logs.values() for r in log), key=lambda r: r.timestamp)
         return [decode_event(r.payload) for r in records]
 
     def _matching(self, topic: str, match: dict[str, Any]) -> list[Event]:

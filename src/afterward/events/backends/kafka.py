@@ -146,7 +146,7 @@ class KafkaLog:
         except BackendError:
             raise
         except _UNAVAILABLE as exc:
-            self._forget()
+            await self._forget()
             raise BackendUnavailable(
                 f"Kafka bus {self.bootstrap} unreachable while {doing}: {exc!r}", backend="kafka"
             ) from exc
@@ -159,7 +159,7 @@ class KafkaLog:
         if task is not None and task.cancelling() > cancelling:
             raise asyncio.CancelledError(f"cancelled while {doing}")
 
-    def _forget(self) -> None:
+    async def _forget(self) -> None:
         """Drop this loop's clients and what they cached: after an outage, start afresh
         (a broker that lost its data, or moved partitions, must not be trusted from
         memory)."""
@@ -169,9 +169,12 @@ class KafkaLog:
         conns: Any = _background_conns if in_background_loop() else self._conns
         conn = conns.pop(self.url if in_background_loop() else loop, None)
         if conn is not None:
+            # Closed before the error surfaces, so no reconnection of the old clients
+            # races with whatever the caller does next.
             task = loop.create_task(_close(conn))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+            await asyncio.wait({task}, timeout=self._timeout_ms / 1000)
 
     async def _conn(self) -> _Conn:
         loop = asyncio.get_running_loop()

@@ -10,7 +10,6 @@ are indexed by correlation ID, and the newest ``HISTORY_LIMIT`` attempts are kep
 
 from __future__ import annotations
 
-import bisect
 import time
 import weakref
 from collections import deque
@@ -100,8 +99,10 @@ class MemoryLog:
 
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
         log = self._store.logs.get(topic, [])
-        # Timestamps are taken at publish, so they ascend within a process.
-        return {0: bisect.bisect_left(log, since.timestamp(), key=lambda r: r.timestamp)}
+        # Not a bisect: timestamps need not ascend with offsets (publishers on several
+        # threads, a clock stepping back, dead letters handed back to the topic).
+        at = since.timestamp()
+        return {0: next((i for i, r in enumerate(log) if r.timestamp >= at), len(log))}
 
     # -- groups -----------------------------------------------------------------------
 
