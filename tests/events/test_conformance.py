@@ -371,6 +371,8 @@ async def test_bad_arguments_name_what_was_wrong(bus: EventBus) -> None:
         bus.subscribe("t", group="")
     with pytest.raises(ConfigError, match="no handlers"):
         await bus.drain(groups=["nobody"])
+    with pytest.raises(ConfigError, match="at least one topic"):
+        await anext(bus.tail())  # used to poll nothing forever
     with pytest.raises(ConfigError, match="dead letter ID"):
         await bus.retry_dead_letter(None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="group"):
@@ -577,6 +579,24 @@ async def test_drain_waits_for_a_claim_held_elsewhere_without_spinning(bus_url: 
         await bus._log.release("g", "t", "another-process")
         await asyncio.wait_for(draining, 5)
         assert (await bus.lag())["g"]["t"] == 0
+
+
+async def test_drain_while_run_consumes_handles_each_event_once(bus: EventBus) -> None:
+    runs: list[int] = []
+
+    @bus.subscribe("t", group="g")
+    async def handle(event: Event) -> None:
+        await asyncio.sleep(0)  # let the other loop in, if it could get in
+        runs.append(event.data)
+
+    running = asyncio.create_task(bus.run())  # e.g. started by the app's lifespan
+    for n in range(5):
+        await bus.publish("t", n, key="k")
+    await bus.drain()  # the test's own drain, same bus and process
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert runs == [0, 1, 2, 3, 4]
 
 
 async def test_a_second_bus_on_the_same_url_shares_the_store(bus_url: str) -> None:

@@ -6,26 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from afterward.events import Event, EventBus
+from tests.events._sql import fresh_engine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS afterward_inbox"))
-        conn.execute(text("DROP TABLE IF EXISTS effects"))
-        conn.execute(text("CREATE TABLE effects (n INTEGER)"))
-    yield engine
-    engine.dispose()
+    yield from fresh_engine(
+        request, tmp_path, drop=("afterward_inbox",), create="effects (n INTEGER)"
+    )
 
 
 def _effects(engine: Engine) -> list[int]:
@@ -81,3 +74,32 @@ async def test_inbox_with_an_async_engine(tmp_path: Path) -> None:
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT COUNT(*) FROM effects"))).scalar_one() == 1
     await engine.dispose()
+
+
+async def test_inbox_with_an_async_callable_object_commits_its_effect(engine: Engine) -> None:
+    bus = EventBus("memory://")
+
+    class Handler:
+        async def __call__(self, event: Event) -> None:
+            event.session.execute(text("INSERT INTO effects VALUES (:n)"), {"n": event.data})
+
+    bus.subscribe("t", group="g", inbox=sessionmaker(engine))(Handler())
+    await bus.publish("t", 1, id="e1")
+    await bus.drain()
+    assert _effects(engine) == [1]  # in the transaction that recorded the ID
+
+
+async def test_inbox_handler_returning_an_awaitable_records_nothing(engine: Engine) -> None:
+    bus = EventBus("memory://")
+
+    async def later(event: Event) -> None:
+        event.session.execute(text("INSERT INTO effects VALUES (:n)"), {"n": event.data})
+
+    bus.subscribe("t", group="g", inbox=engine, retries=0)(lambda event: later(event))
+    await bus.publish("t", 1, id="e1")
+    await bus.drain()
+    [letter] = await bus.dead_letters_async()
+    assert "returned an awaitable" in letter.error
+    assert _effects(engine) == []
+    with engine.connect() as conn:  # the ID was rolled back with the effect
+        assert conn.execute(text("SELECT COUNT(*) FROM afterward_inbox")).scalar_one() == 0

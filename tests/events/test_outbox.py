@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from afterward import PublishError
 from afterward.events import Event, EventBus
 from afterward.integrations import sqlalchemy as afterward_sqla
+from tests.events._sql import fresh_engine
 from tests.support import wait_for
 
 afterward_sqla.install()
@@ -22,17 +23,9 @@ afterward_sqla.install()
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'app.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS afterward_outbox"))
-        conn.execute(text("DROP TABLE IF EXISTS orders"))
-        conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY)"))
-    yield engine
-    engine.dispose()
+    yield from fresh_engine(
+        request, tmp_path, drop=("afterward_outbox",), create="orders (id INTEGER PRIMARY KEY)"
+    )
 
 
 def _outbox_rows(engine: Engine) -> int:

@@ -17,7 +17,8 @@ from afterward.cli._output import (
     run,
     table,
 )
-from afterward.cli._records import dead_letter_record, maybe_await, short
+from afterward.cli._records import dead_letter_record, short
+from afterward.dashboard._data import read_dead_letters
 
 __all__ = ["dlq"]
 
@@ -30,19 +31,6 @@ def dlq() -> None:
     Example:
         afterward dlq list --group notification
     """
-
-
-async def _dead_letters(bus: Any, group: str | None, topic: str | None) -> list[Any]:
-    reader = getattr(bus, "dead_letters_async", None)  # the sync one blocks on its own loop
-    letters = list(await (reader(group) if reader else maybe_await(bus.dead_letters(group))))
-    from afterward.events import is_worker_group
-
-    # Failed queue jobs are dead letters of the worker groups: `afterward failed` shows them.
-    return [
-        d
-        for d in letters
-        if (topic is None or d.event.topic == topic) and not is_worker_group(d.group)
-    ]
 
 
 @dlq.command("list")
@@ -60,7 +48,7 @@ def list_(group: str | None, topic: str | None, bus_url: str | None, as_json: bo
 
     async def main() -> list[Any]:
         async with open_bus(bus_url) as bus:
-            return await _dead_letters(bus, group, topic)
+            return await read_dead_letters(bus, group, topic)
 
     letters = run(main())
     if as_json:
@@ -99,7 +87,7 @@ def show(dead_letter_id: str, bus_url: str | None, as_json: bool) -> None:
 
     async def main() -> Any:
         async with open_bus(bus_url) as bus:
-            for letter in await _dead_letters(bus, None, None):
+            for letter in await read_dead_letters(bus):
                 if str(letter.id) == dead_letter_id:
                     return letter
         raise CliError(f"no dead letter with ID {dead_letter_id!r}")
@@ -146,7 +134,7 @@ def _act(
     async def main() -> dict[str, list[str]]:
         async with open_bus(bus_url, app) as bus:
             targets = (
-                [str(d.id) for d in await _dead_letters(bus, group, None)] if all_ else list(ids)
+                [str(d.id) for d in await read_dead_letters(bus, group)] if all_ else list(ids)
             )
             outcome: dict[str, list[str]] = {"done": [], "failed_again": []}
             with progress(f"{verb} dead letters", len(targets), enabled=len(targets) > 1) as step:

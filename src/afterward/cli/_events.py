@@ -20,7 +20,8 @@ from afterward.cli._output import (
     run,
     table,
 )
-from afterward.cli._records import event_record, maybe_await, short
+from afterward.cli._records import event_record, short
+from afterward.dashboard._data import maybe_await
 
 __all__ = ["events"]
 

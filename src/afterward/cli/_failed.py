@@ -8,7 +8,8 @@ import click
 
 from afterward.cli._bus import open_bus
 from afterward.cli._output import CliError, bus_option, emit_json, json_option, progress, run, table
-from afterward.cli._records import failed_job_record, maybe_await, short
+from afterward.cli._records import failed_job_record, short
+from afterward.dashboard._data import read_failed_jobs
 
 __all__ = ["failed"]
 
@@ -21,11 +22,6 @@ def failed() -> None:
     Example:
         afterward failed list
     """
-
-
-async def _failed_jobs(bus: Any, queue: str | None) -> list[Any]:
-    reader = getattr(bus, "failed_jobs_async", None)  # the sync one blocks on its own loop
-    return list(await (reader(queue) if reader else maybe_await(bus.failed_jobs(queue))))
 
 
 @failed.command("list")
@@ -42,7 +38,7 @@ def list_(queue: str | None, bus_url: str | None, as_json: bool) -> None:
 
     async def main() -> list[Any]:
         async with open_bus(bus_url) as bus:
-            return await _failed_jobs(bus, queue)
+            return await read_failed_jobs(bus, queue)
 
     jobs = [failed_job_record(job) for job in run(main())]
     if as_json:
@@ -74,14 +70,15 @@ def _act(
         raise CliError("give failed job IDs or --all (not both)")
 
     async def main() -> list[str]:
-        async with open_bus(bus_url) as opened:
-            bus: Any = opened  # the failed-jobs store comes with the queue connection
-            targets = [str(job.id) for job in await _failed_jobs(bus, queue)] if all_ else list(ids)
+        async with open_bus(bus_url) as bus:
+            targets = (
+                [str(job.id) for job in await read_failed_jobs(bus, queue)] if all_ else list(ids)
+            )
             action = bus.retry_failed_job if verb == "retry" else bus.discard_failed_job
             done = []
             with progress(f"{verb} failed jobs", len(targets), enabled=len(targets) > 1) as step:
                 for target in targets:
-                    await maybe_await(action(target))
+                    await action(target)
                     done.append(target)
                     step()
             return done
@@ -106,9 +103,10 @@ def retry(
         afterward failed retry --all --queue emails
     """
     done = _act("retry", ids, all_, queue, bus_url)
-    emit_json({"action": "retry", "ids": done}) if as_json else click.echo(
-        f"retried {len(done)} failed job(s)"
-    )
+    if as_json:
+        emit_json({"action": "retry", "ids": done})
+    else:
+        click.echo(f"retried {len(done)} failed job(s)")
 
 
 @failed.command()
@@ -128,6 +126,7 @@ def discard(
         afterward failed discard --all
     """
     done = _act("discard", ids, all_, queue, bus_url)
-    emit_json({"action": "discard", "ids": done}) if as_json else click.echo(
-        f"discarded {len(done)} failed job(s)"
-    )
+    if as_json:
+        emit_json({"action": "discard", "ids": done})
+    else:
+        click.echo(f"discarded {len(done)} failed job(s)")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from afterward.cli._output import to_jsonable
 
-__all__ = ["dead_letter_record", "event_record", "failed_job_record", "maybe_await", "short"]
-
-
-async def maybe_await(value: Any) -> Any:
-    """``await`` ``value`` if it is awaitable (backends differ), else return it."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
+__all__ = ["dead_letter_record", "event_record", "failed_job_record", "short"]
 
 
 def short(text: object, width: int) -> str:

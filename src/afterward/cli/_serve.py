@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 from afterward.cli._output import CliError, one_line
@@ -27,7 +28,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        reason = "the port is in use" if exc.errno == 98 else one_line(exc)
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else one_line(exc)
         raise CliError(f"cannot serve on {host}:{port}: {reason} (try --port)") from exc
     sock.set_inheritable(True)
     return sock

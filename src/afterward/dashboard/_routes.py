@@ -88,6 +88,7 @@ def _back(request: Request, path: str, message: str, **query: str | None) -> Red
 
 
 async def overview(request: Request) -> HTMLResponse:
+    """``GET /``: counters, the throughput and lag charts, lag per group and topic."""
     state = request.app.state
     sample = await state.sampler.sample()
     chart = line_chart(
@@ -119,6 +120,7 @@ async def overview(request: Request) -> HTMLResponse:
 
 
 async def dead_letters(request: Request) -> HTMLResponse:
+    """``GET /dead-letters``: the list, filtered by ``group``, ``topic`` and ``q``."""
     q = request.query_params
     group, topic, text = q.get("group") or None, q.get("topic") or None, q.get("q") or None
     bus = request.app.state.bus
@@ -145,6 +147,7 @@ async def _find_letter(request: Request) -> Any:
 
 
 async def dead_letter(request: Request) -> HTMLResponse:
+    """``GET /dead-letters/{id}``: one letter with its payload and traceback."""
     letter = await _find_letter(request)
     if letter is None:
         return _render(request, "missing.html", status=404, what="dead letter")
@@ -155,6 +158,7 @@ async def dead_letter(request: Request) -> HTMLResponse:
 
 
 async def dead_letter_action(request: Request) -> Response:
+    """``POST /dead-letters/{id}/{retry|discard}``, then back to the list."""
     await _check_csrf(request)
     bus, wanted, action = (
         request.app.state.bus,
@@ -171,6 +175,7 @@ async def dead_letter_action(request: Request) -> Response:
 
 
 async def dead_letters_bulk(request: Request) -> Response:
+    """``POST /dead-letters/bulk``: retry or discard every letter the filter matches."""
     form = await _check_csrf(request)
     bus = request.app.state.bus
     group, topic, text = form.get("group") or None, form.get("topic") or None, form.get("q") or None
@@ -185,6 +190,7 @@ async def dead_letters_bulk(request: Request) -> Response:
 
 
 async def failed_jobs(request: Request) -> HTMLResponse:
+    """``GET /failed-jobs``: the list, filtered by ``queue`` and ``q``."""
     q = request.query_params
     queue, text = q.get("queue") or None, q.get("q") or None
     bus = request.app.state.bus
@@ -201,6 +207,7 @@ async def failed_jobs(request: Request) -> HTMLResponse:
 
 
 async def failed_job(request: Request) -> HTMLResponse:
+    """``GET /failed-jobs/{id}``: one job with its fields and traceback."""
     wanted = request.path_params["id"]
     for job in await read_failed_jobs(request.app.state.bus):
         if str(job.id) == wanted:
@@ -210,6 +217,7 @@ async def failed_job(request: Request) -> HTMLResponse:
 
 
 async def failed_job_action(request: Request) -> Response:
+    """``POST /failed-jobs/{id}/{retry|discard}``, then back to the list."""
     await _check_csrf(request)
     bus, wanted, action = (
         request.app.state.bus,
@@ -224,6 +232,7 @@ async def failed_job_action(request: Request) -> Response:
 
 
 async def failed_jobs_bulk(request: Request) -> Response:
+    """``POST /failed-jobs/bulk``: retry or discard every job the filter matches."""
     form = await _check_csrf(request)
     bus = request.app.state.bus
     queue, text = form.get("queue") or None, form.get("q") or None
@@ -236,6 +245,7 @@ async def failed_jobs_bulk(request: Request) -> Response:
 
 
 async def flows(request: Request) -> Response:
+    """``GET /flows``: recent correlation IDs; ``?cid=`` redirects to that flow."""
     wanted = (request.query_params.get("cid") or "").strip()
     if wanted:
         return RedirectResponse(f"{_base(request)}/flows/{quote(wanted, safe='')}", status_code=303)
@@ -243,6 +253,7 @@ async def flows(request: Request) -> Response:
 
 
 async def flow(request: Request) -> HTMLResponse:
+    """``GET /flows/{cid}``: one correlation ID's steps as a timeline."""
     cid = request.path_params["cid"]
     state = request.app.state
     steps = await build_flow(state.bus, state.recorder, cid)
@@ -250,6 +261,7 @@ async def flow(request: Request) -> HTMLResponse:
 
 
 async def deferred(request: Request) -> HTMLResponse:
+    """``GET /deferred``: deferred-work counters and recent failures."""
     counts = dict.fromkeys(_DEFER_COUNTERS, 0) | {
         k: v for k, v in stats().items() if k.startswith(("defer.", "hooks."))
     }
@@ -262,6 +274,7 @@ async def deferred(request: Request) -> HTMLResponse:
 
 
 async def asset(request: Request) -> Response:
+    """``GET /assets/{name}``: the dashboard's own script and stylesheet."""
     name = request.path_params["name"]
     types = {"app.js": "text/javascript", "app.css": "text/css"}
     if name not in types:

@@ -115,6 +115,7 @@ class Shop:
                 await http.aclose()
 
     async def index(self, request: Request) -> HTMLResponse:
+        """``GET /``: the page to place an order."""
         return HTMLResponse(INDEX_HTML)
 
     async def _order(self, request: Request) -> dict[str, Any] | JSONResponse:

@@ -29,11 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 __all__ = [
     "AppendRecord",
     "Attempt",
+    "ConnectContext",
     "Done",
     "EventLog",
     "FlowLog",
@@ -104,6 +105,31 @@ class StoredDeadLetter:
     traceback: str
     attempts: int
     failed_at: datetime
+
+
+class ConnectContext:
+    """``async with x:`` for a class with ``connect()``/``aclose()`` (backends, the bus):
+    connect on entry, close on exit. A convenience mixin; the protocol does not need it."""
+
+    async def connect(self) -> None:
+        """Open what the class needs (its own)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release it (its own)."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 @runtime_checkable

@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from afterward._context import correlation_id, new_correlation_id
 from afterward._exceptions import ConfigError, NotFoundError, PublishError
-from afterward._loop import run_sync
 from afterward._stats import incr
-from afterward.events._backend import AppendRecord
+from afterward.events._backend import AppendRecord, ConnectContext
 from afterward.events._consumers import Consumers
 from afterward.events._envelope import MAX_EVENT_BYTES, Event, encode_event, validate_topic
 from afterward.events._schema import SchemaRegistry
@@ -30,8 +28,6 @@ if TYPE_CHECKING:
 from afterward.events.backends import open_backend
 
 __all__ = ["EventBus"]
-
-T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///afterward.db"
 
@@ -50,7 +46,7 @@ def _check_draft(topic: str, key: object, version: object, id: object, headers: 
         raise PublishError(f"headers must map str to str, got {headers!r}", topic=topic)
 
 
-class EventBus(Consumers):
+class EventBus(Consumers, ConnectContext):
     """A durable event bus with consumer groups. See ``docs/events.md``.
 
     Example:
@@ -109,7 +105,7 @@ class EventBus(Consumers):
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._outboxes: dict[object, OutboxStore] = {}
         self._stopping = False
-        self._claimed_until: dict[tuple[str, str], float] = {}
+        self._claimed_until: dict[tuple[str, str, str], float] = {}
 
     def __repr__(self) -> str:
         return f"<EventBus {self.url}>"
@@ -131,21 +127,6 @@ class EventBus(Consumers):
     async def aclose(self) -> None:
         """Close the backend's connections."""
         await self._log.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        return run_sync(coro)
 
     # -- publishing -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
@@ -32,7 +33,7 @@ class Consumers(BusAdmin):
     _owner: str
     _stopping: bool
     _wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
-    _claimed_until: dict[tuple[str, str], float]
+    _claimed_until: dict[tuple[str, str, str], float]
 
     async def connect(self) -> None:
         raise NotImplementedError  # provided by EventBus
@@ -104,28 +105,28 @@ class Consumers(BusAdmin):
             positions = await self._log.positions(sub.group, sub.topic) or {}
         return positions
 
-    async def _claim(self, sub: Subscription) -> bool:
+    async def _claim(self, sub: Subscription, owner: str) -> bool:
         # Renew only when a third of the claim has passed: an idle poll stays a read.
-        key = (sub.group, sub.topic)
+        key = (sub.group, sub.topic, owner)
         now = time.monotonic()
         if self._claimed_until.get(key, 0.0) - now > self.claim_ttl * 2 / 3:
             return True
-        if await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl):
+        if await self._log.claim(sub.group, sub.topic, owner, self.claim_ttl):
             self._claimed_until[key] = now + self.claim_ttl
             return True
         self._claimed_until.pop(key, None)
         return False
 
-    async def _consume_once(self, sub: Subscription) -> int:
-        """Handle one batch for ``sub``; return how many events were read, or -1 when
-        another consumer holds the group's claim on the topic."""
-        if not await self._claim(sub):
+    async def _consume_once(self, sub: Subscription, owner: str) -> int:
+        """Handle one batch for ``sub`` as ``owner``; return how many events were read,
+        or -1 when another consumer holds the group's claim on the topic."""
+        if not await self._claim(sub, owner):
             return -1
         positions = await self._register(sub)
         stored = await self._log.read(sub.topic, positions, self.batch_size)
         if not stored:
             return 0
-        heartbeat = asyncio.create_task(self._keep_claim(sub))
+        heartbeat = asyncio.create_task(self._keep_claim(sub, owner))
         try:
             new_positions = await process_batch(self._log, sub, stored, history=self.keep_history)
         finally:
@@ -138,12 +139,14 @@ class Consumers(BusAdmin):
                 await watch.check(sub.group, sub.topic, lag)
         return len(stored)
 
-    async def _keep_claim(self, sub: Subscription) -> None:
+    async def _keep_claim(self, sub: Subscription, owner: str) -> None:
         # A batch may outlast the claim (slow handlers, retries): renew it meanwhile.
         while True:
             await asyncio.sleep(self.claim_ttl / 3)
-            if await self._log.claim(sub.group, sub.topic, self._owner, self.claim_ttl):
-                self._claimed_until[(sub.group, sub.topic)] = time.monotonic() + self.claim_ttl
+            if await self._log.claim(sub.group, sub.topic, owner, self.claim_ttl):
+                self._claimed_until[(sub.group, sub.topic, owner)] = (
+                    time.monotonic() + self.claim_ttl
+                )
 
     def _select(self, groups: Iterable[str] | None) -> list[Subscription]:
         if isinstance(groups, str):
@@ -165,10 +168,13 @@ class Consumers(BusAdmin):
         loop = asyncio.get_running_loop()
         waker = asyncio.Event()
         self._wakers.add((loop, waker))
+        # A claim per loop, not per bus: a drain() while run() consumes in this process
+        # must wait for it like any other consumer, not handle the same batch again.
+        owner = f"{self._owner}.{uuid.uuid4().hex[:8]}"
         try:
             while not self._stopping:
                 waker.clear()
-                read = await self._consume_once(sub)
+                read = await self._consume_once(sub, owner)
                 if read > 0:
                     continue
                 if stop_when_idle:
@@ -183,8 +189,8 @@ class Consumers(BusAdmin):
             return False
         finally:
             self._wakers.discard((loop, waker))
-            self._claimed_until.pop((sub.group, sub.topic), None)
-            await self._log.release(sub.group, sub.topic, self._owner)
+            self._claimed_until.pop((sub.group, sub.topic, owner), None)
+            await self._log.release(sub.group, sub.topic, owner)
 
     async def run(self, groups: Iterable[str] | None = None, stop_when_idle: bool = False) -> None:
         """Consume for ``groups`` (every subscribed group by default) until cancelled.
@@ -239,7 +245,14 @@ class Consumers(BusAdmin):
         self._sync(self.drain(groups))
 
     async def tail(self, *topics: str, from_beginning: bool = False) -> AsyncIterator[Event]:
-        """Yield events of ``topics`` as they arrive, without any consumer group."""
+        """Yield events of ``topics`` as they arrive, without any consumer group.
+
+        Raises:
+            ConfigError: no topic given.
+            PublishError: an invalid topic name.
+        """
+        if not topics:
+            raise ConfigError("tail needs at least one topic")
         for topic in topics:
             validate_topic(topic)
         positions = {t: ({} if from_beginning else await self._log.end_offsets(t)) for t in topics}

@@ -69,14 +69,30 @@ def _ensure_table_sync(factory: sessionmaker[Session]) -> None:
         _created.add(bind)
 
 
-def _run_sync(sub: Subscription, event: Event) -> Any:
+def _is_async(handler: Any) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - the method itself
+    )
+
+
+def _run_sync(sub: Subscription, event: Event) -> None:
     factory = _sync_factory(sub.inbox)
     _ensure_table_sync(factory)
     with factory() as session, session.begin():
         if not _claim_sync(session, sub.group, event.id):
             incr("events.duplicate")
-            return None
-        return sub.handler(replace(event, session=session))
+            return
+        result = sub.handler(replace(event, session=session))
+        if inspect.isawaitable(result):
+            # Awaited after this transaction commits, its effects would miss it while
+            # the ID is recorded: refuse, so the transaction rolls back.
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"inbox handler {sub.handler!r} returned an awaitable: make it an "
+                "`async def` (or a plain function that does its work itself)"
+            )
 
 
 async def _run_async(sub: Subscription, event: Event) -> None:
@@ -101,15 +117,15 @@ async def run_in_inbox(sub: Subscription, event: Event) -> None:
     """Run ``sub``'s handler for ``event`` in an inbox transaction (see module doc)."""
     if isinstance(sub.inbox, AsyncEngine | async_sessionmaker):
         await _run_async(sub, event)
-    elif inspect.iscoroutinefunction(sub.handler):
+    elif _is_async(sub.handler):
         factory = _sync_factory(sub.inbox)
         _ensure_table_sync(factory)
         with factory() as session, session.begin():
             if not _claim_sync(session, sub.group, event.id):
                 incr("events.duplicate")
                 return
-            await sub.handler(replace(event, session=session))
+            result = sub.handler(replace(event, session=session))
+            if inspect.isawaitable(result):
+                await result
     else:
-        result = await asyncio.to_thread(_run_sync, sub, event)
-        if inspect.isawaitable(result):
-            await result
+        await asyncio.to_thread(_run_sync, sub, event)

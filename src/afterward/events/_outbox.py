@@ -115,6 +115,7 @@ class _Relayer:
         self._lock = threading.Lock()
 
     def wake(self, bus: EventBus, store: OutboxStore) -> None:
+        """Relay ``store``'s rows of ``bus`` soon (starting the thread if needed)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(

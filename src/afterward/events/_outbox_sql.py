@@ -102,6 +102,7 @@ class SQLAlchemyOutbox(OutboxStore):
 
     @classmethod
     def of(cls, target: Any) -> SQLAlchemyOutbox:
+        """The one store of the engine behind ``target`` (see :func:`engine_of`)."""
         engine = engine_of(target)
         with cls._lock:
             store = cls._stores.get(engine)

@@ -16,9 +16,15 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 
-from afterward.events._backend import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
+from afterward.events._backend import (
+    AppendRecord,
+    Attempt,
+    ConnectContext,
+    Done,
+    StoredDeadLetter,
+    StoredEvent,
+)
 
 __all__ = ["HISTORY_LIMIT", "MemoryLog"]
 
@@ -41,7 +47,7 @@ class _Store:
 _named: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 
 
-class MemoryLog:
+class MemoryLog(ConnectContext):
     """An event log in this process's memory. See the module docstring."""
 
     scheme = "memory"
@@ -60,18 +66,6 @@ class MemoryLog:
 
     async def aclose(self) -> None:
         return None
-
-    async def __aenter__(self) -> MemoryLog:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the log ----------------------------------------------------------------------
 

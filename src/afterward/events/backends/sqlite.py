@@ -23,12 +23,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._threads import DaemonExecutor
-from afterward.events._backend import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
+from afterward.events._backend import (
+    AppendRecord,
+    Attempt,
+    ConnectContext,
+    Done,
+    StoredDeadLetter,
+    StoredEvent,
+)
 
 __all__ = ["SQLiteLog", "path_of"]
 
@@ -75,7 +81,7 @@ def _chunks(items: Sequence[T], size: int = 500) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-class SQLiteLog:
+class SQLiteLog(ConnectContext):
     """An event log in one SQLite file. See the module docstring."""
 
     scheme = "sqlite"
@@ -148,18 +154,6 @@ class SQLiteLog:
         if executor is not None and conn is not None:
             await asyncio.get_running_loop().run_in_executor(executor, conn.close)
             _stop(executor)
-
-    async def __aenter__(self) -> SQLiteLog:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the log ----------------------------------------------------------------------
 
