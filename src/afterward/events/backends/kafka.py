@@ -43,7 +43,6 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -56,6 +55,7 @@ from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._loop import background_loop, in_background_loop
 from afterward.events._backend import (
     AppendRecord,
+    ConnectContext,
     Done,
     EventLog,
     StoredDeadLetter,
@@ -76,6 +76,7 @@ from afterward.events.backends._kafka_clients import (
 from afterward.events.backends._kafka_clients import (
     start as _start,
 )
+from afterward.events.backends._loops import close_on_their_loops
 
 __all__ = ["KafkaLog"]
 
@@ -98,7 +99,7 @@ def _options(url: str) -> tuple[str, dict[str, str]]:
     return parts.netloc, dict(parse_qsl(parts.query))
 
 
-class KafkaLog:
+class KafkaLog(ConnectContext):
     """An event log on Kafka, with its state in another backend. See the module docstring.
 
     Args:
@@ -250,25 +251,8 @@ class KafkaLog:
         background = _background_conns.pop(self.url, None)
         if background is not None:
             conns[background_loop()] = background
-        for loop, conn in conns.items():
-            if loop is current:
-                await _close(conn)
-            elif loop.is_running():
-                with contextlib.suppress(Exception):
-                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_close(conn), loop))
+        await close_on_their_loops(conns, _close)
         await self.store.aclose()
-
-    async def __aenter__(self) -> KafkaLog:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- the log ----------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ import json
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -39,7 +38,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._loop import background_loop, in_background_loop
-from afterward.events._backend import AppendRecord, Done, StoredDeadLetter, StoredEvent
+from afterward.events._backend import (
+    AppendRecord,
+    ConnectContext,
+    Done,
+    StoredDeadLetter,
+    StoredEvent,
+)
+from afterward.events.backends._loops import close_on_their_loops
 
 __all__ = ["RedisLog"]
 
@@ -141,7 +147,7 @@ def _offset(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[1]) - 1
 
 
-class RedisLog:
+class RedisLog(ConnectContext):
     """An event log on Redis Streams. See the module docstring.
 
     Args:
@@ -223,31 +229,11 @@ class RedisLog:
             await client.ping()
 
     async def aclose(self) -> None:
-        current = asyncio.get_running_loop()
         clients, self._clients = dict(self._clients), weakref.WeakKeyDictionary()
         background = _background_clients.pop(self._redis_url, None)
         if background is not None:
             clients[background_loop()] = background
-        for loop, client in clients.items():
-            if loop is current:
-                await client.aclose()
-            elif loop.is_running():
-                with contextlib.suppress(Exception):
-                    await asyncio.wrap_future(
-                        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-                    )
-
-    async def __aenter__(self) -> RedisLog:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        await close_on_their_loops(clients, lambda client: client.aclose())
 
     # -- the log ----------------------------------------------------------------------
 
