@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench._bus_consume import consume_rate
 from bench._table import table
 
 __all__ = ["run"]
@@ -213,30 +214,16 @@ async def afterward_produce(bootstrap: str, topic: str) -> float:
 
 
 async def _afterward_consume(bootstrap: str, topic: str, together: bool) -> float:
-    from afterward import Event, EventBus
+    from afterward import EventBus
 
     async with EventBus(_afterward_url(bootstrap, topic), batch_size=2000) as bus:
-        done = asyncio.Event()
-        seen = 0
 
-        @bus.subscribe(topic, group="bench")
-        async def handle(event: Event) -> None:
-            nonlocal seen
-            seen += 1
-            if seen == EVENTS:
-                done.set()
+        def fill() -> Awaitable[float]:
+            return _afterward_fill(bus, topic)
 
-        if not together:
-            await _afterward_fill(bus, topic)
-        started = time.perf_counter()
-        runner = asyncio.create_task(bus.run())
-        if together:
-            await _afterward_fill(bus, topic)
-        await done.wait()
-        elapsed = time.perf_counter() - started
-        bus.stop()  # a graceful stop: returns once the batch in flight is committed
-        await runner
-        return EVENTS / elapsed
+        return await consume_rate(
+            bus, topic, EVENTS, None if together else fill, fill if together else None
+        )
 
 
 async def afterward_consume(bootstrap: str, topic: str) -> float:

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from bench._bus_consume import consume_rate
 from bench._table import table
 
 __all__ = ["run"]
@@ -151,30 +152,16 @@ async def afterward_publish(url: str, stream: str) -> float:
 
 
 async def _afterward_consume(url: str, stream: str, together: bool) -> float:
-    from afterward import Event, EventBus
+    from afterward import EventBus
 
     async with EventBus(f"{url}?prefix={stream}:", batch_size=500) as bus:
-        done = asyncio.Event()
-        seen = 0
-
-        @bus.subscribe("orders", group="bench")
-        async def handle(event: Event) -> None:
-            nonlocal seen
-            seen += 1
-            if seen == EVENTS:
-                done.set()
-
-        if not together:
-            await _afterward_fill(bus, "orders", concurrent=True)
-        started = time.perf_counter()
-        runner = asyncio.create_task(bus.run())
-        if together:
-            await _afterward_fill(bus, "orders", concurrent=False)
-        await done.wait()
-        elapsed = time.perf_counter() - started
-        bus.stop()  # a graceful stop: returns once the batch in flight is committed
-        await runner
-        return EVENTS / elapsed
+        return await consume_rate(
+            bus,
+            "orders",
+            EVENTS,
+            None if together else (lambda: _afterward_fill(bus, "orders", concurrent=True)),
+            (lambda: _afterward_fill(bus, "orders", concurrent=False)) if together else None,
+        )
 
 
 async def afterward_consume(url: str, stream: str) -> float:

@@ -175,3 +175,17 @@ def test_checkout_refuses_bad_orders_before_paying() -> None:
             assert refused.status_code == 400, (body, refused.text)
         assert client.post("/checkout", content=b"{oops").status_code == 400
         assert shop.services.calls["payment"] == 0
+
+
+def test_quiet_checkouts_leave_no_bookkeeping_behind() -> None:
+    from afterward.demo import Shop
+    from afterward.events import EventBus
+    from tests.support import serve_asgi
+
+    shop = Shop(EventBus("memory://"), fail_rate=0, seed=1, echo=None)  # as with --load
+    with serve_asgi(shop.app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        for _ in range(3):
+            assert client.post("/checkout", json={"sku": "A1", "qty": 1}).status_code == 200
+        with shop.deferred_done:
+            assert shop.deferred_done.wait_for(lambda: len(shop.deferred_ms) == 3, timeout=10)
+    assert shop.answered == {}  # one entry per checkout would pile up under --load

@@ -291,6 +291,19 @@ def test_a_busy_port_is_one_line() -> None:
             )
 
 
+def test_an_unreachable_kafka_broker_is_one_line_from_the_installed_script() -> None:
+    run = subprocess.run(
+        [AFTERWARD, "events", "lag", "--bus", "kafka://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Kafka bus"), run.stderr
+    assert "unreachable" in lines[0]
+
+
 def test_the_installed_script(tmp_path: Path) -> None:
     env = {**os.environ, "AFTERWARD_BUS": f"sqlite:///{tmp_path / 'script.db'}"}
     run = subprocess.run(

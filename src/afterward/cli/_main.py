@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 from typing import Any
 
 import click
@@ -12,6 +13,8 @@ import click
 from afterward.cli._output import CliError, one_line
 
 __all__ = ["main"]
+
+_DRIVER_LOGGERS = ("aiokafka", "kafka")
 
 
 class AfterwardGroup(click.Group):
@@ -45,6 +48,11 @@ def main() -> None:
         afterward dashboard --bus sqlite:///shop.db
         afterward dlq list --json
     """
+    if not logging.getLogger().handlers:
+        # Nobody configured logging: drivers would print their own connection errors
+        # through logging's last-resort handler, next to our one-line error.
+        for driver in _DRIVER_LOGGERS:
+            logging.getLogger(driver).setLevel(logging.CRITICAL)
 
 
 def _register() -> None:

@@ -188,7 +188,10 @@ class Shop:
         def finish(batch: Any, results: Any) -> None:
             elapsed = (time.perf_counter() - started) * 1000
             ok = batch.total_requests - batch.failed_requests
-            if deferred:  # only the deferred variant: inline runs are in the response
+            if not deferred:  # only the deferred variant: inline runs are in the response
+                answered = 0.0
+            else:
+                answered = self.answered.pop(cid or "", 0.0)  # even unprinted (--load)
                 with self.deferred_done:
                     self.deferred_ms.append(elapsed)
                     self.deferred_done.notify_all()
@@ -200,7 +203,6 @@ class Shop:
                 ms=round(elapsed, 1),
             )
             if self.echo and deferred:
-                answered = self.answered.pop(cid or "", 0.0)
                 failed = f", {batch.failed_requests} failed" if batch.failed_requests else ""
                 self.echo(
                     f"checkout {order['order_id']}: answered in {answered:6.1f} ms, "

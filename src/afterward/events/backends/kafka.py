@@ -201,14 +201,14 @@ class KafkaLog(ConnectContext):
             client_id=self._client_id,
             request_timeout_ms=self._timeout_ms,
         )
-        started: list[Any] = []
         try:
             async with self._errors("connecting"):
                 for client in (producer, meta, admin):
                     await client.start()
-                    started.append(client)
         except BaseException:
-            for client in started:
+            # Close all three, the one whose start() failed included: aiokafka warns
+            # "Unclosed ..." for a client that was created and never stopped.
+            for client in (producer, meta, admin):
                 with contextlib.suppress(Exception):
                     await (client.close() if client is admin else client.stop())
             raise

@@ -1,0 +1,44 @@
+"""Timing an afterward consumer group: shared by the Kafka and Redis benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["consume_rate"]
+
+
+async def consume_rate(
+    bus: Any,
+    topic: str,
+    events: int,
+    fill_before: Callable[[], Awaitable[object]] | None,
+    fill_during: Callable[[], Awaitable[object]] | None,
+) -> float:
+    """Events/s handled by a group on ``bus``: from a topic filled beforehand
+    (``fill_before``), or end to end while ``fill_during`` publishes."""
+    from afterward import Event
+
+    done = asyncio.Event()
+    seen = 0
+
+    @bus.subscribe(topic, group="bench")
+    async def handle(event: Event) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == events:
+            done.set()
+
+    if fill_before is not None:
+        await fill_before()
+    started = time.perf_counter()
+    runner = asyncio.create_task(bus.run())
+    if fill_during is not None:
+        await fill_during()
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    bus.stop()  # a graceful stop: returns once the batch in flight is committed
+    await runner
+    return events / elapsed
