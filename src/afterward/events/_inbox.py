@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -76,12 +78,23 @@ def _is_async(handler: Any) -> bool:
     )
 
 
-def _run_sync(sub: Subscription, event: Event) -> None:
+@contextmanager
+def _claimed(sub: Subscription, event: Event) -> Iterator[Session | None]:
+    """A transaction on the inbox database with ``event.id`` claimed for the group, or
+    ``None`` (the ID was already processed: nothing to run)."""
     factory = _sync_factory(sub.inbox)
     _ensure_table_sync(factory)
     with factory() as session, session.begin():
         if not _claim_sync(session, sub.group, event.id):
             incr("events.duplicate")
+            yield None
+            return
+        yield session
+
+
+def _run_sync(sub: Subscription, event: Event) -> None:
+    with _claimed(sub, event) as session:
+        if session is None:
             return
         result = sub.handler(replace(event, session=session))
         if inspect.isawaitable(result):
@@ -118,11 +131,8 @@ async def run_in_inbox(sub: Subscription, event: Event) -> None:
     if isinstance(sub.inbox, AsyncEngine | async_sessionmaker):
         await _run_async(sub, event)
     elif _is_async(sub.handler):
-        factory = _sync_factory(sub.inbox)
-        _ensure_table_sync(factory)
-        with factory() as session, session.begin():
-            if not _claim_sync(session, sub.group, event.id):
-                incr("events.duplicate")
+        with _claimed(sub, event) as session:
+            if session is None:
                 return
             result = sub.handler(replace(event, session=session))
             if inspect.isawaitable(result):
