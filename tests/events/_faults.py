@@ -10,7 +10,13 @@ from afterward.events import EventBus
 from tests.events.procs import spawn
 from tests.support import wait_for
 
-__all__ = ["effects", "kill_9_mid_batch", "make_effects_db", "poison_goes_to_dead_letters"]
+__all__ = [
+    "effects",
+    "effects_by",
+    "kill_9_mid_batch",
+    "make_effects_db",
+    "poison_goes_to_dead_letters",
+]
 
 
 def make_effects_db(path: Path) -> Path:
@@ -23,8 +29,13 @@ def make_effects_db(path: Path) -> Path:
 
 def effects(path: Path) -> list[str]:
     """Event IDs whose effect ran, in the order they ran."""
+    return [event_id for event_id, _ in effects_by(path)]
+
+
+def effects_by(path: Path) -> list[tuple[str, int]]:
+    """(event ID, process ID) of every effect, in the order they ran."""
     with sqlite3.connect(path) as conn:
-        return [row[0] for row in conn.execute("SELECT id FROM effects ORDER BY rowid")]
+        return list(conn.execute("SELECT id, pid FROM effects ORDER BY rowid"))
 
 
 async def kill_9_mid_batch(url: str, effects_db: Path) -> None:

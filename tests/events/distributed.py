@@ -57,10 +57,11 @@ def redis_bus_url(tmp_path: Path) -> str:
     return f"{REDIS}?prefix={prefix}"
 
 
-def kafka_bus_url(tmp_path: Path) -> str:
+def kafka_bus_url(tmp_path: Path, partitions: int = 1) -> str:
     """``kafka://`` on the session's tansu, with a fresh topic prefix and state store."""
     store = f"sqlite:///{tmp_path / 'kafka-state.db'}"
     prefix = f"t{uuid.uuid4().hex[:10]}."
     # One partition: some conformance tests compare the order of events across keys,
     # which Kafka keeps only within a partition (tests/events/test_kafka.py covers several).
-    return f"{shared_broker().url}&partitions=1&prefix={prefix}&store={quote(store, safe='')}"
+    store = quote(store, safe="")
+    return f"{shared_broker().url}&partitions={partitions}&prefix={prefix}&store={store}"

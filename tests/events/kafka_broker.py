@@ -30,7 +30,10 @@ from tests.support import wait_for
 __all__ = ["TansuBroker", "kafka_broker", "kafka_url", "running_tansu", "shared_broker"]
 
 # A publish to a stopped broker fails after 5 s instead of 40.
-TEST_QUERY = "request_timeout_ms=5000"
+# Short group timeouts: tansu completes a group join only after waiting for
+# min(session timeout / 2, rebalance timeout), and a crashed member is noticed after its
+# session timeout (Apache Kafka completes a join as soon as every known member rejoined).
+TEST_QUERY = "request_timeout_ms=5000&session_timeout_ms=1500&rebalance_timeout_ms=1000"
 
 
 def _free_port() -> int:

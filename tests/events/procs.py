@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,18 @@ def publish(bus_url: str, prefix: str, count: int) -> None:
 
 
 def consume(
-    bus_url: str, effects_db: str, crash_at: int | None, inbox: bool, stop_when_idle: bool
+    bus_url: str,
+    effects_db: str,
+    crash_at: int | None,
+    inbox: bool,
+    stop_when_idle: bool,
+    work: float = 0.0,
 ) -> None:
     """Consume ``t`` in group ``g``; each handled event appends a row to ``effects_db``.
 
     With ``crash_at``, the process kills itself (SIGKILL) right after the handler for
-    event number ``crash_at`` committed its effect, before the bus commit.
+    event number ``crash_at`` committed its effect, before the bus commit. ``work``:
+    seconds each handler spends (a stand-in for real work, so a stream lasts a while).
     """
     bus = EventBus(bus_url, batch_size=20, claim_ttl=1.0)
     kill = lambda: os.kill(os.getpid(), 9)  # noqa: E731
@@ -47,6 +54,7 @@ def consume(
 
         @bus.subscribe("t", group="g", inbox=engine)
         def handle_in_inbox(event: Event) -> None:
+            time.sleep(work)
             event.session.execute(
                 text("INSERT INTO effects VALUES (:id, :pid)"), {"id": event.id, "pid": os.getpid()}
             )

@@ -38,6 +38,8 @@ __all__ = [
     "Done",
     "EventLog",
     "FlowLog",
+    "GroupLog",
+    "Member",
     "StoredDeadLetter",
     "StoredEvent",
 ]
@@ -295,3 +297,50 @@ class FlowLog(Protocol):
 
     async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
         """Up to ``limit`` recorded attempts of that correlation ID, oldest first."""
+
+
+class Member(Protocol):
+    """One consumer's membership of a group on a topic (see :class:`GroupLog`).
+
+    The bus uses one member per consuming task: ``fetch`` a batch, handle it, ``commit``
+    it, repeat; ``close`` when done. Batches are strictly sequential: ``fetch`` is never
+    called while a fetched batch is uncommitted.
+    """
+
+    async def fetch(self, limit: int, timeout: float) -> Sequence[StoredEvent]:
+        """Return up to ``limit`` events that are this member's to handle now.
+
+        Waits up to ``timeout`` seconds for some (the first call may also wait for the
+        broker to assign work). Events of one partition come in offset order, starting
+        at the group's committed position or after the last batch this member fetched.
+        Empty when there is nothing (or nothing assigned to this member).
+        """
+
+    async def commit(self, positions: Mapping[int, int], done: Sequence[Done]) -> None:
+        """Acknowledge the fetched batch: record ``done`` like :meth:`EventLog.commit`
+        first, then move the group's positions (Kafka offsets, Redis ``XACK``).
+
+        If the member lost the batch's partitions meanwhile (a rebalance after the
+        session expired), the recorded IDs make the new owner skip what was handled.
+        """
+
+    async def close(self) -> None:
+        """Leave the group so other members take over at once. Idempotent; an
+        uncommitted batch is handed to whoever owns its partitions next."""
+
+
+@runtime_checkable
+class GroupLog(Protocol):
+    """An optional capability: the broker hands a group's work out to its members.
+
+    The bus checks for it (``isinstance(log, GroupLog)``): each consuming task then
+    ``join``s and uses the :class:`Member` instead of :meth:`EventLog.claim` plus
+    :meth:`EventLog.read`. ``kafka://`` (Kafka consumer groups: several processes share
+    a topic's partitions, rebalanced as they come and go) and ``redis://`` (stream
+    consumer groups: ``XREADGROUP``/``XACK``, pending entries of a dead consumer taken
+    over with ``XAUTOCLAIM``) implement it. The group is registered (its starting
+    positions set, see :meth:`EventLog.register`) before ``join`` is called.
+    """
+
+    async def join(self, group: str, topic: str) -> Member:
+        """Become a member of ``group`` consuming ``topic``."""

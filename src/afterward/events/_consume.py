@@ -31,6 +31,7 @@ from afterward.events._backend import (
     Done,
     EventLog,
     FlowLog,
+    Member,
     StoredDeadLetter,
     StoredEvent,
 )
@@ -214,11 +215,17 @@ class _Batch:
 
 
 async def process_batch(
-    log: EventLog, sub: Subscription, stored: Sequence[StoredEvent], *, history: bool = True
+    log: EventLog,
+    sub: Subscription,
+    stored: Sequence[StoredEvent],
+    *,
+    history: bool = True,
+    member: Member | None = None,
 ) -> dict[int, int]:
     """Handle ``stored`` for ``sub`` and commit; return the new positions.
 
     With ``history`` and a :class:`FlowLog` backend, also record the batch's attempts.
+    With ``member`` (a :class:`GroupLog` backend), commit through it.
     """
     events = [(s, decode_event(s.payload)) for s in stored]
     processed = await log.processed(sub.group, list({e.id for _, e in events}))
@@ -255,5 +262,8 @@ async def process_batch(
         # Before the commit: a crash in between repeats the batch, and its history
         # then shows the runs twice, as they happened.
         await log.add_attempts(batch.history)
-    await log.commit(sub.group, sub.topic, positions, batch.done)
+    if member is not None:
+        await member.commit(positions, batch.done)
+    else:
+        await log.commit(sub.group, sub.topic, positions, batch.done)
     return positions

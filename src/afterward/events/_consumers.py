@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from afterward._exceptions import ConfigError
 from afterward.events._admin import BusAdmin
+from afterward.events._backend import GroupLog
 from afterward.events._consume import Handler, Subscription, process_batch, unwrap
 from afterward.events._envelope import Event, decode_event, validate_topic
 
@@ -128,16 +129,39 @@ class Consumers(BusAdmin):
             return 0
         heartbeat = asyncio.create_task(self._keep_claim(sub, owner))
         try:
-            new_positions = await process_batch(self._log, sub, stored, history=self.keep_history)
+            await process_batch(self._log, sub, stored, history=self.keep_history)
         finally:
             heartbeat.cancel()
-        if self._watches:
-            ends = await self._log.end_offsets(sub.topic)
-            positions.update(new_positions)
-            lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
-            for watch in self._watches:
-                await watch.check(sub.group, sub.topic, lag)
+        await self._check_watches(sub)
         return len(stored)
+
+    async def _check_watches(self, sub: Subscription) -> None:
+        if not self._watches:
+            return
+        positions = await self._log.positions(sub.group, sub.topic) or {}
+        ends = await self._log.end_offsets(sub.topic)
+        lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
+        for watch in self._watches:
+            await watch.check(sub.group, sub.topic, lag)
+
+    async def _member_loop(self, log: GroupLog, sub: Subscription, stop_when_idle: bool) -> bool:
+        """Consume ``sub`` as a member of its group on a backend that hands work out."""
+        await self._register(sub)
+        member = await log.join(sub.group, sub.topic)
+        try:
+            while not self._stopping:
+                stored = await member.fetch(self.batch_size, self.poll_interval)
+                if not stored:
+                    if stop_when_idle:
+                        return False
+                    continue
+                await process_batch(
+                    self._log, sub, stored, history=self.keep_history, member=member
+                )
+                await self._check_watches(sub)
+            return False
+        finally:
+            await member.close()
 
     async def _keep_claim(self, sub: Subscription, owner: str) -> None:
         # A batch may outlast the claim (slow handlers, retries): renew it meanwhile.
@@ -165,6 +189,8 @@ class Consumers(BusAdmin):
     async def _consume_loop(self, sub: Subscription, stop_when_idle: bool) -> bool:
         """Consume ``sub`` until stopped (or idle, with ``stop_when_idle``); return true
         when it stopped idle because another consumer holds the claim."""
+        if isinstance(self._log, GroupLog):
+            return await self._member_loop(self._log, sub, stop_when_idle)
         loop = asyncio.get_running_loop()
         waker = asyncio.Event()
         self._wakers.add((loop, waker))

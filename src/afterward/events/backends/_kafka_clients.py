@@ -43,8 +43,6 @@ class Conn:
     meta: AIOKafkaConsumer
     admin: AIOKafkaAdminClient
     readers: dict[str, list[Reader]] = field(default_factory=dict)
-    committers: dict[tuple[str, str], AIOKafkaConsumer] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
 
 
@@ -63,7 +61,7 @@ async def start(consumer: AIOKafkaConsumer, conn: Conn | None) -> None:
 async def close(conn: Conn) -> None:
     conn.closed = True
     consumers = [r.consumer for rs in conn.readers.values() for r in rs]
-    for client in [conn.producer, conn.meta, *consumers, *conn.committers.values(), conn.admin]:
+    for client in [conn.producer, conn.meta, *consumers, conn.admin]:
         try:
             await (client.close() if client is conn.admin else client.stop())
         except asyncio.CancelledError:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import weakref
@@ -46,7 +47,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
@@ -58,6 +59,7 @@ from afterward.events._backend import (
     ConnectContext,
     Done,
     EventLog,
+    Member,
     StoredDeadLetter,
     StoredEvent,
 )
@@ -79,6 +81,8 @@ from afterward.events.backends._kafka_clients import (
 from afterward.events.backends._loops import close_on_their_loops
 
 __all__ = ["KafkaLog"]
+
+logger = logging.getLogger("afterward.events")
 
 _UNAVAILABLE = (
     kafka_errors.KafkaConnectionError,
@@ -123,6 +127,11 @@ class KafkaLog(ConnectContext):
         except ValueError as exc:
             raise ConfigError(f"bad number in Kafka bus URL {url!r}: {exc}") from exc
         self._client_id = options.pop("client_id", "afterward")
+        try:
+            self._session_ms = int(options.pop("session_timeout_ms", "10000"))
+            self._rebalance_ms = int(options.pop("rebalance_timeout_ms", "60000"))
+        except ValueError as exc:
+            raise ConfigError(f"bad number in Kafka bus URL {url!r}: {exc}") from exc
         if options:
             raise ConfigError(f"unknown Kafka bus URL options {sorted(options)} in {url!r}")
         self.store: EventLog = open_backend(store_url)
@@ -430,58 +439,11 @@ class KafkaLog(ConnectContext):
 
     # -- groups -----------------------------------------------------------------------
 
-    async def _committer(self, group: str, topic: str) -> AIOKafkaConsumer:
-        conn = await self._conn()
-        committer = conn.committers.get((group, topic))
-        if committer is None:
-            count = await self._topic_partitions(topic, create=True)
-            async with conn.lock:
-                committer = conn.committers.get((group, topic))
-                if committer is None:
-                    committer = AIOKafkaConsumer(
-                        bootstrap_servers=self.bootstrap,
-                        client_id=self._client_id,
-                        request_timeout_ms=self._timeout_ms,
-                        group_id=self.prefix + group,
-                        enable_auto_commit=False,
-                    )
-                    async with self._errors(f"joining group {group!r}"):
-                        await _start(committer, conn)
-                    tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
-                    # Assigned (so commits are allowed) and paused (so it never fetches).
-                    committer.assign(tps)
-                    committer.pause(*tps)
-                    conn.committers[(group, topic)] = committer
-        return committer
-
-    async def _kafka_positions(self, group: str, topic: str) -> dict[int, int | None]:
-        committer = await self._committer(group, topic)
-        found: dict[int, int | None] = {}
-        async with self._errors(f"reading offsets of group {group!r}"):
-            for tp in committer.assignment():
-                found[tp.partition] = await committer.committed(tp)
-        return found
-
-    async def _kafka_commit(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
-        if not positions:
-            return
-        committer = await self._committer(group, topic)
-        name = self._topic(topic)
-        async with self._errors(f"committing offsets of group {group!r}"):
-            await committer.commit({TopicPartition(name, p): o for p, o in positions.items()})
-
     async def positions(self, group: str, topic: str) -> dict[int, int] | None:
-        if await self.store.positions(group, topic) is None:
-            return None
-        return {p: o or 0 for p, o in (await self._kafka_positions(group, topic)).items()}
+        return await self.store.positions(group, topic)
 
     async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
-        if await self.store.positions(group, topic) is not None:
-            return
-        committed = await self._kafka_positions(group, topic)
-        start = {p: positions.get(p, 0) for p, o in committed.items() if o is None}
-        await self._kafka_commit(group, topic, start)
-        await self.store.register(group, topic, {})
+        await self.store.register(group, topic, positions)
 
     async def groups(self) -> dict[str, list[str]]:
         return await self.store.groups()
@@ -495,9 +457,7 @@ class KafkaLog(ConnectContext):
     async def commit(
         self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
     ) -> None:
-        # Store first: a crash before the offset commit redelivers events it knows.
-        await self.store.commit(group, topic, {}, done)
-        await self._kafka_commit(group, topic, positions)
+        await self.store.commit(group, topic, positions, done)
 
     async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
         return await self.store.processed(group, event_ids)
@@ -508,8 +468,32 @@ class KafkaLog(ConnectContext):
     async def rewind(
         self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
     ) -> None:
-        await self.store.rewind(group, topic, {}, forget=forget)
-        await self._kafka_commit(group, topic, positions)
+        # Members seek to the store's positions whenever partitions are assigned to
+        # them; Kafka's committed offsets follow with the group's next commit.
+        await self.store.rewind(group, topic, positions, forget=forget)
+
+    async def join(self, group: str, topic: str) -> Member:
+        """Join the Kafka consumer group ``group`` on ``topic`` (the :class:`GroupLog`
+        capability): the broker shares the topic's partitions among the members."""
+        await self._topic_partitions(topic, create=True)
+        member = _KafkaMember(self, group, topic)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            request_timeout_ms=self._timeout_ms,
+            group_id=self.prefix + group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_ms,
+            heartbeat_interval_ms=max(100, self._session_ms // 3),
+            rebalance_timeout_ms=self._rebalance_ms,
+            max_poll_interval_ms=max(self._rebalance_ms, 300_000),
+        )
+        consumer.subscribe([self._topic(topic)], listener=member)
+        async with self._errors(f"joining group {group!r}"):
+            await _start(consumer, None)
+        member.consumer = consumer
+        return member
 
     # -- dead letters -----------------------------------------------------------------
 
@@ -557,3 +541,88 @@ def _occurred_at(message: Any) -> float:
         if name == "afterward-occurred-at":
             return float(value)
     return float(message.timestamp) / 1000
+
+
+class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A member of a Kafka consumer group (see :meth:`KafkaLog.join`).
+
+    Rebalance safety: when the broker takes partitions away, ``on_partitions_revoked``
+    waits for the batch in flight to be handled and committed before the group moves
+    on, so the next owner starts after it; a member that died mid-batch (kill -9)
+    committed nothing of that batch, and its next owner skips the IDs the state store
+    already has.
+    """
+
+    def __init__(self, log: KafkaLog, group: str, topic: str) -> None:
+        self.log = log
+        self.group = group
+        self.topic = topic
+        self.name = log._topic(topic)
+        self.consumer: AIOKafkaConsumer | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._assigned = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._idle.wait()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        # The state store's positions are the group's (committed with the processed IDs
+        # in one write): start every partition there.
+        positions = await self.log.store.positions(self.group, self.topic) or {}
+        consumer = self._consumer()
+        for tp in assigned:
+            consumer.seek(tp, positions.get(tp.partition, 0))
+        self._assigned.set()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self.consumer is None:
+            raise BackendError("this Kafka group member is closed", backend="kafka")
+        return self.consumer
+
+    async def fetch(self, limit: int, timeout: float) -> Sequence[StoredEvent]:
+        consumer = self._consumer()
+        async with self.log._errors(f"reading {self.topic!r} for group {self.group!r}"):
+            if not self._assigned.is_set():
+                await asyncio.wait_for(self._assigned.wait(), self.log._timeout_ms / 1000)
+            batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=limit)
+            if not batches and await self._behind(consumer):
+                # Assigned, data there, not fetched yet (the first fetch): wait for it.
+                batches = await consumer.getmany(timeout_ms=2000, max_records=limit)
+        events = [
+            StoredEvent(self.topic, tp.partition, m.offset, m.value)
+            for tp, messages in batches.items()
+            for m in messages
+        ]
+        if events:
+            self._idle.clear()
+        return events
+
+    async def _behind(self, consumer: AIOKafkaConsumer) -> bool:
+        for tp in consumer.assignment():
+            mark = consumer.highwater(tp)
+            if mark is None or mark > await consumer.position(tp):
+                return True
+        return False
+
+    async def commit(self, positions: Mapping[int, int], done: Sequence[Done]) -> None:
+        consumer = self._consumer()
+        try:
+            await self.log.store.commit(self.group, self.topic, positions, done)
+            # The same offsets in Kafka, for Kafka's own tooling (lag in
+            # kafka-consumer-groups); the store's copy is the one members start from.
+            offsets = {TopicPartition(self.name, p): o for p, o in positions.items()}
+            async with self.log._errors(f"committing offsets of group {self.group!r}"):
+                try:
+                    await consumer.commit(offsets)
+                except (kafka_errors.CommitFailedError, kafka_errors.IllegalStateError) as exc:
+                    logger.info("group %r: Kafka offsets not committed (%s)", self.group, exc)
+        finally:
+            self._idle.set()
+
+    async def close(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        self._idle.set()
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
