@@ -3,12 +3,14 @@
 1. Time to full response of an endpoint that has four 200 ms tasks to do: inline,
    deferred with afterward, Starlette BackgroundTasks, against the same endpoint with
    no work. uvicorn in its own process, a keep-alive client on loopback.
-2. Requests/s of a trivial endpoint, bare app vs DeferMiddleware, under wrk.
+2. Requests/s of a trivial endpoint, bare app vs DeferMiddleware, under wrk; and the
+   same apps' cost per request in process (steadier than wrk on a shared machine).
 3. Cost of one defer() call and memory per pending callback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import re
@@ -20,6 +22,7 @@ import time
 import timeit
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench._table import median_ms, table
 
@@ -134,6 +137,60 @@ def throughput_table() -> str:
     )
 
 
+def _per_request_us(app: Any, rounds: int = 20_000, repeat: int = 5) -> float:
+    """Best µs per request of ``GET /none`` called in process, a task per request as
+    uvicorn runs it, with a server that does nothing."""
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        return None
+
+    async def serve() -> float:
+        loop = asyncio.get_running_loop()
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                scope = {
+                    "type": "http",
+                    "http_version": "1.1",
+                    "method": "GET",
+                    "scheme": "http",
+                    "path": "/none",
+                    "raw_path": b"/none",
+                    "root_path": "",
+                    "query_string": b"",
+                    "headers": [(b"host", b"127.0.0.1")],
+                    "server": ("127.0.0.1", 8000),
+                    "client": ("127.0.0.1", 50000),
+                }
+                await loop.create_task(app(scope, receive, send))
+            best = min(best, time.perf_counter() - started)
+        return best / rounds * 1e6
+
+    return asyncio.run(serve())
+
+
+def in_process_table() -> str:
+    from bench import _defer_app
+
+    apps = [
+        ("bare Starlette", _defer_app.bare),
+        ("bare + the same response header (no afterward)", _defer_app.bare_with_header),
+        ("with DeferMiddleware", _defer_app.wrapped),
+    ]
+    costs = [(label, _per_request_us(app)) for label, app in apps]
+    bare = costs[0][1]
+    return table(
+        "Middleware cost per request in process (trivial endpoint, a task per request, "
+        "best of 5 runs of 20,000)",
+        ["app", "µs per request", "vs bare (µs)"],
+        [(label, cost, cost - bare) for label, cost in costs],
+    )
+
+
 _MEMORY_PROBE = """
 import gc, os
 from afterward import defer
@@ -189,5 +246,7 @@ def call_cost_table() -> str:
 
 
 def run() -> str:
-    """Run the three defer benchmarks and return their tables."""
-    return "\n".join([response_time_table(), throughput_table(), call_cost_table()])
+    """Run the defer benchmarks and return their tables."""
+    return "\n".join(
+        [response_time_table(), throughput_table(), in_process_table(), call_cost_table()]
+    )

@@ -55,7 +55,7 @@ def new_correlation_id() -> str:
     prefix per process (new in every forked child) and a 48-bit counter, about 5x
     cheaper than ``str(uuid.uuid4())``. Correlation IDs must be unique, not secret.
     """
-    return f"{_prefix}{next(_counter) & 0xFFFFFFFFFFFF:012x}"
+    return _prefix + "%012x" % (next(_counter) & 0xFFFFFFFFFFFF)  # faster than an f-string
 
 
 def is_valid_correlation_id(value: str) -> bool:

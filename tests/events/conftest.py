@@ -16,6 +16,19 @@ def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+#: Backends where one consumer per (group, topic) holds a claim. Not Kafka: its broker
+#: assigns partitions to the members of a group (tests/events/test_faults_kafka.py runs
+#: two members and kills one).
+CLAIMING = [(name, factory) for name, factory in BACKENDS if name != "kafka"]
+
+
+@pytest.fixture(params=[factory for _, factory in CLAIMING], ids=[name for name, _ in CLAIMING])
+def claiming_bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like ``bus_url``, for the backends whose consumers take claims."""
+    url: str = request.param(tmp_path)
+    return url
+
+
 @pytest.fixture
 async def bus(bus_url: str) -> AsyncIterator[EventBus]:
     """A connected bus on ``bus_url``, closed after the test."""

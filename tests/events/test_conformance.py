@@ -556,8 +556,10 @@ async def test_stop_while_run_is_starting_stops_it(
     await asyncio.wait_for(bus.run(), 5)
 
 
-async def test_drain_waits_for_a_claim_held_elsewhere_without_spinning(bus_url: str) -> None:
-    async with EventBus(bus_url, claim_ttl=0.3) as bus:
+async def test_drain_waits_for_a_claim_held_elsewhere_without_spinning(
+    claiming_bus_url: str,
+) -> None:
+    async with EventBus(claiming_bus_url, claim_ttl=0.3) as bus:
 
         @bus.subscribe("t", group="g")
         async def handle(event: Event) -> None: ...

@@ -14,8 +14,14 @@ import pytest
 
 from afterward import BackendUnavailable
 from afterward.events import Event, EventBus
-from tests.events._faults import kill_9_mid_batch, make_effects_db, poison_goes_to_dead_letters
+from tests.events._faults import (
+    effects_by,
+    kill_9_mid_batch,
+    make_effects_db,
+    poison_goes_to_dead_letters,
+)
 from tests.events.distributed import redis_bus_url
+from tests.events.procs import spawn
 from tests.support import REQUIRE_SERVICES, port_open, wait_for
 
 pytestmark = pytest.mark.redis
@@ -102,8 +108,33 @@ async def test_server_restart_while_publishing_and_consuming(server: PrivateRedi
 
 
 async def test_consumer_killed_mid_batch(tmp_path: Path) -> None:
+    # The consumer processes use claim_ttl=1: the standby takes over a second after.
     await kill_9_mid_batch(redis_bus_url(tmp_path), make_effects_db(tmp_path / "effects.db"))
 
 
 async def test_poison_message_goes_to_the_dead_letters(tmp_path: Path) -> None:
     await poison_goes_to_dead_letters(redis_bus_url(tmp_path))
+
+
+async def test_the_standby_process_takes_over_in_order_after_the_holder_is_killed(
+    tmp_path: Path,
+) -> None:
+    url = redis_bus_url(tmp_path)
+    effects_db = make_effects_db(tmp_path / "effects.db")
+    async with EventBus(url) as bus:
+        await bus.publish_many(
+            "t", [{"data": {"n": n}, "key": "k", "id": f"e{n}"} for n in range(50)]
+        )
+    # The holder kills itself after handling e30 (batches of 20: e20..e30 are pending,
+    # unacknowledged); the other process waits for its claim, then takes the pending
+    # entries over (the inbox makes e20..e30 no-ops) and goes on.
+    holder = spawn("consume", url, str(effects_db), 30, True, False)
+    wait_for(lambda: effects_by(effects_db), timeout=30)
+    standby = spawn("consume", url, str(effects_db), None, True, True)
+    assert holder.wait(timeout=60) == -9
+    assert standby.wait(timeout=60) == 0
+    rows = effects_by(effects_db)
+    assert [event_id for event_id, _ in rows] == [f"e{n}" for n in range(50)]
+    assert [pid for _, pid in rows] == [holder.pid] * 31 + [standby.pid] * 19
+    async with EventBus(url) as bus:
+        assert (await bus.lag())["g"]["t"] == 0

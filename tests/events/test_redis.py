@@ -1,24 +1,43 @@
-"""What only the Redis backend has: the key prefix and the stream layout. The shared
-guarantees are in test_conformance.py, faults in test_faults_redis.py."""
+"""What only the Redis backend has: the key prefix, the stream layout and its consumer
+groups (XREADGROUP, XACK, XAUTOCLAIM). The shared guarantees are in
+test_conformance.py, faults (a consumer process killed) in test_faults_redis.py."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
+import afterward
 from afterward import ConfigError
 from afterward.events import Event, EventBus
-from tests.events.distributed import redis_bus_url
+from afterward.events._backend import AppendRecord, Done, GroupLog
+from afterward.events.backends.redis import RedisLog
+from tests.events.distributed import REDIS, redis_bus_url
 
 pytestmark = pytest.mark.redis
 
 
-async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path) -> None:
-    from redis.asyncio import Redis
+@pytest.fixture
+async def raw() -> AsyncIterator[Redis]:
+    """A plain redis-py client on the shared server (only the test's prefix is touched)."""
+    client = Redis.from_url(REDIS)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
+
+def _prefix(url: str) -> str:
+    return url.split("prefix=", 1)[1].split("&", 1)[0]
+
+
+async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path, raw: Redis) -> None:
     url = redis_bus_url(tmp_path)
-    prefix = url.split("prefix=", 1)[1]
+    prefix = _prefix(url)
     async with EventBus(url) as bus:
 
         @bus.subscribe("orders", group="billing")
@@ -27,24 +46,146 @@ async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path) -> N
 
         await bus.publish("orders", {"n": 1}, key="k")
         await bus.drain()
-    client = Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        keys = sorted(k.decode() for k in await client.keys(prefix + "*"))
-        assert keys == [
-            f"{prefix}{name}"
-            for name in [
-                "done:billing",
-                "groups",
-                "offset:orders",
-                "pos:orders:billing",
-                "stream:orders",
-            ]
+    keys = sorted(k.decode() for k in await raw.keys(prefix + "*"))
+    names = ["done:billing", "groups", "pos:orders:billing", "stream:orders"]
+    assert keys == [prefix + name for name in names]
+    assert await raw.type(f"{prefix}stream:orders") == b"stream"
+    [(entry_id, fields)] = await raw.xrange(f"{prefix}stream:orders")
+    assert entry_id == b"0-1" and set(fields) == {b"id", b"ts", b"payload"}
+
+
+async def test_a_group_is_a_stream_consumer_group_with_every_entry_acked(
+    tmp_path: Path, raw: Redis
+) -> None:
+    url = redis_bus_url(tmp_path)
+    stream = f"{_prefix(url)}stream:t"
+    async with EventBus(url, batch_size=2) as bus:
+        assert isinstance(bus._log, GroupLog)
+
+        @bus.subscribe("t", group="g")
+        async def handle(event: Event) -> None:
+            return None
+
+        for n in range(5):
+            await bus.publish("t", n, key="k")
+        await bus.drain()
+        [info] = await raw.xinfo_groups(stream)
+        assert (info["name"], info["last-delivered-id"], info["pending"]) == (b"g", b"0-5", 0)
+        assert info["consumers"] == 0  # the member left: nothing pending, so deleted
+        assert (await raw.xpending(stream, "g"))["pending"] == 0
+        assert await bus._log.positions("g", "t") == {0: 5}
+        assert not await raw.exists(f"{_prefix(url)}claim:t:g")  # released on close
+
+
+async def test_a_dead_consumers_pending_entries_are_taken_over_exactly_once(
+    tmp_path: Path, raw: Redis
+) -> None:
+    url = redis_bus_url(tmp_path)
+    stream = f"{_prefix(url)}stream:t"
+    seen: list[int] = []
+    async with EventBus(url) as bus:
+
+        @bus.subscribe("t", group="g")
+        async def handle(event: Event) -> None:
+            seen.append(event.data)
+
+        for n in range(3):
+            await bus.publish("t", n, key="k")
+        await bus.drain()
+        events = [await bus.publish("t", n, key="k") for n in range(3, 8)]
+        # Another consumer read 3 and 4 and died without acknowledging them; 3's ID is
+        # recorded as processed already (say, a dead-letter retry ran it meanwhile).
+        reply = await raw.xreadgroup("g", "dead", {stream: ">"}, count=2)
+        assert [entry_id for entry_id, _ in reply[0][1]] == [b"0-4", b"0-5"]
+        await bus._log.commit("g", "t", {}, [Done(events[0].id, "k")])
+        assert (await raw.xpending(stream, "g"))["pending"] == 2
+        before = afterward.stats().get("events.duplicate", 0)
+        await bus.drain()
+        assert seen == [0, 1, 2, 4, 5, 6, 7]  # 4 taken over, in order, before the new ones
+        assert afterward.stats()["events.duplicate"] == before + 1  # 3: skipped
+        assert (await raw.xpending(stream, "g"))["pending"] == 0
+        assert await raw.xinfo_consumers(stream, "g") == []  # the dead one is gone too
+        assert (await bus.lag())["g"]["t"] == 0
+
+
+async def test_a_standby_member_takes_over_when_the_holders_claim_expires(
+    tmp_path: Path, raw: Redis
+) -> None:
+    url = redis_bus_url(tmp_path)
+    stream = f"{_prefix(url)}stream:t"
+    async with EventBus(url) as bus, RedisLog(url) as log:
+        events = [await bus.publish("t", n, key="k") for n in range(5)]
+        await log.register("g", "t", {})
+        first = await log.join("g", "t", 30.0)
+        second = await log.join("g", "t", 30.0)
+        batch = await first.fetch(2, 0.05)
+        assert [e.offset for e in batch] == [0, 1]
+
+        started = time.monotonic()
+        assert await second.fetch(10, 0.05) == []  # stands by while first holds the claim
+        assert time.monotonic() - started >= 0.05  # after waiting, not in a hot loop
+
+        # first's process freezes: its claim expires (deleted here, as the TTL would)
+        await raw.delete(f"{_prefix(url)}claim:t:g")
+        taken = await second.fetch(10, 0.05)
+        assert [e.offset for e in taken] == [0, 1]  # first's batch, again, first
+        await second.commit({0: 2}, [Done(events[0].id), Done(events[1].id)])
+        rest = await second.fetch(10, 0.05)
+        assert [e.offset for e in rest] == [2, 3, 4]
+        await second.commit({0: 5}, [Done(e.id) for e in events[2:]])
+
+        # first wakes up and commits its old batch: the position does not go back
+        await first.commit({0: 2}, [Done(events[0].id), Done(events[1].id)])
+        assert await log.positions("g", "t") == {0: 5}
+        assert (await raw.xpending(stream, "g"))["pending"] == 0
+        await first.close()
+        await second.close()
+        await second.close()  # idempotent
+        assert await raw.xinfo_consumers(stream, "g") == []
+        assert not await raw.exists(f"{_prefix(url)}claim:t:g")
+
+
+async def test_replay_moves_the_consumer_group_and_drops_the_batch_in_flight(
+    tmp_path: Path, raw: Redis
+) -> None:
+    url = redis_bus_url(tmp_path)
+    stream = f"{_prefix(url)}stream:t"
+    async with EventBus(url) as bus, RedisLog(url) as log:
+        events = [await bus.publish("t", n, key="k") for n in range(4)]
+        await log.register("g", "t", {})
+        member = await log.join("g", "t", 30.0)
+        assert [e.offset for e in await member.fetch(3, 0.05)] == [0, 1, 2]
+        await bus.replay("t", group="g", from_offset=1)  # while that batch is in flight
+        [info] = await raw.xinfo_groups(stream)
+        assert (info["last-delivered-id"], info["pending"]) == (b"0-1", 0)
+        await member.commit({0: 3}, [Done(e.id) for e in events[:3]])
+        assert await log.positions("g", "t") == {0: 1}  # the replay stands
+        assert (await bus.lag())["g"]["t"] == 3
+        assert [e.offset for e in await member.fetch(10, 0.05)] == [1, 2, 3]
+        await member.commit({0: 4}, [Done(events[3].id)])
+        assert (await bus.lag())["g"]["t"] == 0
+        await member.close()
+
+
+async def test_an_append_across_topics_numbers_each_stream_densely(tmp_path: Path) -> None:
+    async with RedisLog(redis_bus_url(tmp_path)) as log:
+        assert await log.end_offsets("a") == {}
+        await log.append([AppendRecord("a", None, "e1", 1.0, b"1")])
+        await log.append(
+            [AppendRecord(t, None, f"e{n}", 1.0, str(n).encode()) for n, t in enumerate("aba", 2)]
+        )
+        assert await log.end_offsets("a") == {0: 3}
+        assert await log.end_offsets("b") == {0: 1}
+        assert [(e.offset, e.payload) for e in await log.read("a", {0: 1}, 10)] == [
+            (1, b"2"),
+            (2, b"4"),
         ]
-        assert await client.type(f"{prefix}stream:orders") == b"stream"
-        [(entry_id, fields)] = await client.xrange(f"{prefix}stream:orders")
-        assert entry_id == b"0-1" and set(fields) == {b"id", b"ts", b"payload"}
-    finally:
-        await client.aclose()
+
+
+def test_redis_py_options_pass_through_the_url() -> None:
+    log = RedisLog("redis://127.0.0.1:6379/0?prefix=p:&socket_timeout=3")
+    assert log.prefix == "p:"
+    assert "prefix" not in log._redis_url and "socket_timeout=3" in log._redis_url
 
 
 def test_bad_url_is_a_config_error() -> None:

@@ -342,5 +342,10 @@ class GroupLog(Protocol):
     positions set, see :meth:`EventLog.register`) before ``join`` is called.
     """
 
-    async def join(self, group: str, topic: str) -> Member:
-        """Become a member of ``group`` consuming ``topic``."""
+    async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
+        """Become a member of ``group`` consuming ``topic``.
+
+        ``claim_ttl`` is the bus's: how long a member that stopped renewing (a dead
+        process) keeps work from the others, for backends that use claims (Redis);
+        Kafka's group protocol has its own session timeout and ignores it.
+        """

@@ -20,9 +20,9 @@ import logging
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from afterward._stats import incr
 from afterward.defer import DeferScope
@@ -64,6 +64,11 @@ class Subscription:
     concurrency: int
     start: Literal["earliest", "latest"]
     inbox: Any = None
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Looked up once, not per event (inspect is not free on the hot path).
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
@@ -78,8 +83,8 @@ async def _call(sub: Subscription, event: Event) -> None:
             from afterward.events._inbox import run_in_inbox
 
             await run_in_inbox(sub, event)
-        elif inspect.iscoroutinefunction(sub.handler):
-            await sub.handler(event)
+        elif sub.is_async:
+            await cast("Awaitable[None]", sub.handler(event))
         else:
             result = await asyncio.to_thread(sub.handler, event)
             if inspect.isawaitable(result):

@@ -147,7 +147,7 @@ class Consumers(BusAdmin):
     async def _member_loop(self, log: GroupLog, sub: Subscription, stop_when_idle: bool) -> bool:
         """Consume ``sub`` as a member of its group on a backend that hands work out."""
         await self._register(sub)
-        member = await log.join(sub.group, sub.topic)
+        member = await log.join(sub.group, sub.topic, self.claim_ttl)
         try:
             while not self._stopping:
                 stored = await member.fetch(self.batch_size, self.poll_interval)

@@ -16,7 +16,8 @@ def choose_correlation_id(correlation: str | None, request_id: str | None) -> st
     A header value that is not 1-200 printable ASCII characters is ignored, so a client
     cannot inject log lines or headers through it.
     """
-    for value in (correlation, request_id):
-        if value and is_valid_correlation_id(value):
-            return value
+    if correlation and is_valid_correlation_id(correlation):
+        return correlation
+    if request_id and is_valid_correlation_id(request_id):
+        return request_id
     return new_correlation_id()

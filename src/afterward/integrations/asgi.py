@@ -57,10 +57,9 @@ class DeferMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self.app(scope, self._draining(receive), send)
-            return
-        if kind not in ("http", "websocket"):
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                receive = self._draining(receive)
             await self.app(scope, receive, send)
             return
         given = request_id = None
@@ -72,9 +71,10 @@ class DeferMiddleware:
         cid = choose_correlation_id(given, request_id)
         defer_scope = DeferScope(cid)
         status = 200 if kind == "websocket" else 0
-        echo = (_HEADER_BYTES, cid.encode("latin-1"))
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function returning the server's own awaitable: no extra coroutine
+        # per message.
+        def send_with_id(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -83,8 +83,8 @@ class DeferMiddleware:
                     if key.lower() == _HEADER_BYTES:  # the app set its own: keep it
                         break
                 else:
-                    message["headers"] = [*headers, echo]
-            await send(message)
+                    message["headers"] = [*headers, (_HEADER_BYTES, cid.encode("latin-1"))]
+            return send(message)
 
         scope_token = _current_scope.set(defer_scope)
         cid_token = _correlation_id.set(cid)

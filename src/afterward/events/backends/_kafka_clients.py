@@ -43,6 +43,10 @@ class Conn:
     meta: AIOKafkaConsumer
     admin: AIOKafkaAdminClient
     readers: dict[str, list[Reader]] = field(default_factory=dict)
+    #: Appends waiting for the next produce round: (records with partitions, waiter).
+    pending: list[tuple[list[tuple[Any, int]], asyncio.Future[Any]]] = field(default_factory=list)
+    #: The task writing ``pending`` to the producer, while there is any.
+    flusher: asyncio.Task[None] | None = None
     closed: bool = False
 
 

@@ -93,6 +93,7 @@ _UNAVAILABLE = (
     OSError,
 )
 _READERS_PER_TOPIC = 4
+_PARTITION_CACHE = 100_000
 _BAD_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -140,6 +141,7 @@ class KafkaLog(ConnectContext):
         )
         self._partitions: dict[str, int] = {}
         self._produced: dict[str, dict[int, int]] = {}
+        self._partition_cache: dict[tuple[str, str], int] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     # -- plumbing ---------------------------------------------------------------------
@@ -175,6 +177,7 @@ class KafkaLog(ConnectContext):
         memory)."""
         self._partitions.clear()
         self._produced.clear()
+        self._partition_cache.clear()
         loop = asyncio.get_running_loop()
         conns: Any = _background_conns if in_background_loop() else self._conns
         conn = conns.pop(self.url if in_background_loop() else loop, None)
@@ -265,6 +268,24 @@ class KafkaLog(ConnectContext):
 
     # -- the log ----------------------------------------------------------------------
 
+    def _partition(self, record: AppendRecord) -> int:
+        # Kafka's default partitioner (murmur2 of the key); a keyless event by the hash
+        # of its ID, so a producer retrying the same ``id=`` lands on the same partition.
+        # murmur2 is pure Python in aiokafka: remember it for the keys seen recently.
+        count = self._partitions[record.topic]
+        cache_key = (record.topic, record.key) if record.key is not None else None
+        if cache_key is not None:
+            found = self._partition_cache.get(cache_key)
+            if found is not None:
+                return found
+        text = record.key if record.key is not None else record.event_id
+        partition: int = (murmur2(text.encode()) & 0x7FFFFFFF) % count
+        if cache_key is not None:
+            if len(self._partition_cache) >= _PARTITION_CACHE:
+                self._partition_cache.clear()
+            self._partition_cache[cache_key] = partition
+        return partition
+
     async def append(self, records: Sequence[AppendRecord]) -> None:
         if not records:
             return
@@ -272,32 +293,79 @@ class KafkaLog(ConnectContext):
         for topic in {r.topic for r in records}:
             if topic not in self._partitions:
                 await self._topic_partitions(topic, create=True)
-        async with self._errors(f"publishing to {records[0].topic!r}"):
-            sent: list[asyncio.Future[Any]] = []
-            for r in records:
-                partition = None
-                if r.key is None:  # same ID, same partition: a retried publish stays put
-                    count = self._partitions[r.topic]
-                    partition = (murmur2(r.event_id.encode()) & 0x7FFFFFFF) % count
-                sent.append(
-                    await conn.producer.send(
-                        self._topic(r.topic),
-                        r.payload,
-                        key=None if r.key is None else r.key.encode(),
-                        partition=partition,
-                        timestamp_ms=int(r.timestamp * 1000),
-                        headers=[
-                            ("afterward-id", r.event_id.encode()),
-                            ("afterward-occurred-at", repr(r.timestamp).encode()),
-                        ],
-                    )
-                )
-            written = [await sent[0]] if len(sent) == 1 else await asyncio.gather(*sent)
+        placed = [(r, self._partition(r)) for r in records]
+        # Concurrent appends of this loop are coalesced: one flusher task per loop
+        # writes every append waiting when it runs as one record batch per partition.
+        # While it waits for the broker to take a partition's previous batch, new
+        # appends gather for its next round.
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.pending.append((placed, waiter))
+        if conn.flusher is None or conn.flusher.done():
+            conn.flusher = asyncio.get_running_loop().create_task(self._flush(conn))
+        try:
+            ends: dict[tuple[str, int], int] = await waiter
+        except Exception:
+            async with self._errors(f"publishing to {records[0].topic!r}"):
+                raise  # translated into a BackendError (not entered on the fast path)
         # What the broker acknowledged is a lower bound of the end offsets (some
         # Kafka-compatible brokers under-report ListOffsets after a batched produce).
-        for r, metadata in zip(records, written, strict=True):
-            ends = self._produced.setdefault(r.topic, {})
-            ends[metadata.partition] = max(ends.get(metadata.partition, 0), metadata.offset + 1)
+        for (topic, partition), end in ends.items():
+            known = self._produced.setdefault(topic, {})
+            known[partition] = max(known.get(partition, 0), end)
+
+    async def _flush(self, conn: _Conn) -> None:
+        while conn.pending:
+            rounds, conn.pending = conn.pending, []
+            try:
+                sent = await self._send_round(conn, rounds)
+            except Exception as exc:
+                _settle_all(rounds, exc)
+                continue
+            task = asyncio.get_running_loop().create_task(self._settle(rounds, sent))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _send_round(self, conn: _Conn, rounds: list[tuple[list[Any], Any]]) -> list[Any]:
+        """Hand the records of ``rounds`` to the producer as one batch per partition
+        (more when a batch is full); return (topic, partition, batch, delivery) tuples."""
+        by_partition: dict[tuple[str, int], list[AppendRecord]] = {}
+        for placed, _ in rounds:
+            for record, partition in placed:
+                by_partition.setdefault((record.topic, partition), []).append(record)
+        sent = []
+        for (topic, partition), records in by_partition.items():
+            batch = conn.producer.create_batch()
+            for record in records:
+                if _add(batch, record):
+                    continue
+                if not batch.record_count():
+                    raise BackendError(
+                        f"event {record.event_id} does not fit in a Kafka record batch",
+                        backend="kafka",
+                    )
+                sent.append(
+                    (topic, partition, batch, await self._send(conn, batch, topic, partition))
+                )
+                batch = conn.producer.create_batch()
+                _add(batch, record)
+            sent.append((topic, partition, batch, await self._send(conn, batch, topic, partition)))
+        return sent
+
+    async def _settle(self, rounds: list[tuple[list[Any], Any]], sent: list[Any]) -> None:
+        """Wait for the broker's acknowledgements; give each waiter the end offsets."""
+        ends: dict[tuple[str, int], int] = {}
+        try:
+            for topic, partition, batch, delivery in sent:
+                metadata = await delivery
+                end = metadata.offset + batch.record_count()
+                ends[(topic, partition)] = max(ends.get((topic, partition), 0), end)
+        except Exception as exc:
+            _settle_all(rounds, exc)
+        else:
+            _settle_all(rounds, ends)
+
+    async def _send(self, conn: _Conn, batch: Any, topic: str, partition: int) -> Any:
+        return await conn.producer.send_batch(batch, self._topic(topic), partition=partition)
 
     async def _reader(self, conn: _Conn, topic: str, want: dict[int, int]) -> _Reader:
         readers = conn.readers.setdefault(topic, [])
@@ -472,9 +540,10 @@ class KafkaLog(ConnectContext):
         # them; Kafka's committed offsets follow with the group's next commit.
         await self.store.rewind(group, topic, positions, forget=forget)
 
-    async def join(self, group: str, topic: str) -> Member:
+    async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
         """Join the Kafka consumer group ``group`` on ``topic`` (the :class:`GroupLog`
-        capability): the broker shares the topic's partitions among the members."""
+        capability): the broker shares the topic's partitions among the members. A dead
+        member is noticed after ``session_timeout_ms``; ``claim_ttl`` is not used."""
         await self._topic_partitions(topic, create=True)
         member = _KafkaMember(self, group, topic)
         consumer = AIOKafkaConsumer(
@@ -534,6 +603,31 @@ class KafkaLog(ConnectContext):
         if letter is not None and deleted:
             await self._mirror(letter, None)  # a tombstone: compaction drops the letter
         return deleted
+
+
+def _settle_all(rounds: list[tuple[list[Any], Any]], outcome: object) -> None:
+    """Resolve every waiter of ``rounds`` with ``outcome`` (an exception: raised there)."""
+    for _, waiter in rounds:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+
+def _add(batch: Any, record: AppendRecord) -> bool:
+    """Append ``record`` to an aiokafka batch builder; false when the batch is full."""
+    added = batch.append(
+        key=None if record.key is None else record.key.encode(),
+        value=record.payload,
+        timestamp=int(record.timestamp * 1000),
+        headers=[
+            ("afterward-id", record.event_id.encode()),
+            ("afterward-occurred-at", repr(record.timestamp).encode()),
+        ],
+    )
+    return added is not None
 
 
 def _occurred_at(message: Any) -> float:

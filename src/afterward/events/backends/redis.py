@@ -4,21 +4,47 @@ Layout, every key under ``prefix`` (default ``afterward:``), so one Redis can ho
 buses and nothing outside the prefix is touched:
 
 - ``stream:<topic>``: the topic's log, one stream (one partition). Entry IDs are dense,
-  ``0-<offset + 1>``, so an offset maps to a stream ID without an index and
-  ``XRANGE`` reads from any position; fields ``id``, ``ts``, ``payload``.
-- ``offset:<topic>``: the number of events appended (the end offset).
-- ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset).
+  ``0-<offset + 1>`` (appended as ``0-*``: Redis numbers them), so an offset maps to a
+  stream ID without an index, ``XRANGE`` reads from any position (``tail``,
+  ``offsets_for_time``) and ``XLEN`` is the end offset (entries are never deleted);
+  fields ``id``, ``ts``, ``payload``. Each afterward group consuming the topic is a Redis
+  consumer group of that stream, named like the group (``XINFO GROUPS`` shows it).
+- ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
+  what ``positions`` and the lag read; commits keep it in step with the consumer group.
 - ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the
   highest processed version per key; ``groups``: registered (group, topic) pairs.
-- ``claim:<topic>:<group>``: the consumer holding the group on the topic, with a TTL
-  (a dead consumer's claim expires and another takes over: the role ``XAUTOCLAIM``'s
-  idle time plays for stream consumer groups).
+- ``claim:<topic>:<group>``: the member consuming the group on the topic, with a TTL
+  (the bus's ``claim_ttl``, see below).
 - ``dlq`` (sorted by failure time) and ``dlq:<id>``: dead letters.
 
-Appends and commits are Lua scripts, so each is atomic: an append assigns offsets and
-writes every record, a commit moves the position, records processed IDs and raises key
-versions in one step. Scripts touch several keys, so on Redis Cluster put the whole bus
-in one hash slot with a braced prefix (``prefix={afterward}:``).
+Consuming (:class:`~afterward.events._backend.GroupLog`): a member of the group reads
+with ``XREADGROUP`` and acknowledges with ``XACK``. A stream delivers to a group's
+consumers round-robin, which would break per-key order, so one member at a time holds
+the group's claim on the topic and reads; the others stand by and take over when its
+claim expires (a member renews it in the background while it lives;
+``EventBus(claim_ttl=...)`` sets how long a dead member's claim lasts, 30 s by default).
+A member that newly holds the claim first moves every pending entry of the group to itself
+(``XAUTOCLAIM`` with no idle time: only a dead member, or one that lost its claim,
+can own them), re-reads them in offset order (``XREADGROUP`` from ``0``), then reads
+new entries (``>``, blocking up to the fetch timeout). The consumer group is created at
+the group's committed position when a member first holds the claim. Behind (the last
+batch was full), a member reads through a script that returns only entry IDs and
+payloads, a third of the reply ``XREADGROUP`` sends; caught up, a blocking
+``XREADGROUP`` waits for the next events.
+
+One event is appended by a single ``XADD``, several by a Lua script (all or none). A
+member's commit is one Lua script, so it is atomic: it records processed IDs, raises key
+versions, acknowledges the batch (``XACK``) and moves the position. A member that lost
+its claim (a slow one, taken over) may still commit: its processed IDs are true and make
+the new owner skip those events; the position only moves forward, and not at all when
+none of the batch was still pending (a ``replay`` dropped it, or the new owner
+acknowledged it). ``rewind`` (``replay``) moves the position and the consumer group
+(``XGROUP SETID``) and acknowledges every pending entry, so the group really re-reads
+from there. The other writes (``register``, ``commit``, ``claim``...) are scripts too.
+
+Needs Redis 7.0 or later (``XADD`` with ``0-*``). Scripts touch several keys, so on
+Redis Cluster put the whole bus in one hash slot with a braced prefix
+(``prefix={afterward}:``).
 """
 
 from __future__ import annotations
@@ -26,7 +52,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import hashlib
 import json
+import os
+import socket
+import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -42,6 +73,7 @@ from afterward.events._backend import (
     AppendRecord,
     ConnectContext,
     Done,
+    Member,
     StoredDeadLetter,
     StoredEvent,
 )
@@ -49,17 +81,13 @@ from afterward.events.backends._loops import close_on_their_loops
 
 __all__ = ["RedisLog"]
 
+# KEYS: the streams. ARGV: per record, its stream's index in KEYS, ID, timestamp, payload.
 _APPEND = """
-local n = tonumber(ARGV[1])
-local i = 2
-for _ = 1, n do
-  local t = tonumber(ARGV[i])
-  local off = redis.call('INCR', KEYS[2 * t])
-  redis.call('XADD', KEYS[2 * t - 1], '0-' .. off,
+for i = 1, #ARGV, 4 do
+  redis.call('XADD', KEYS[tonumber(ARGV[i])], '0-*',
              'id', ARGV[i + 1], 'ts', ARGV[i + 2], 'payload', ARGV[i + 3])
-  i = i + 4
 end
-return n
+return 1
 """
 
 _REGISTER = """
@@ -70,36 +98,121 @@ end
 return 1
 """
 
-_COMMIT = """
-local topic = ARGV[1]
-local npos = tonumber(ARGV[2])
-local i = 3
-for _ = 1, npos do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-local ndone = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, ndone do
-  if ARGV[i + 1] == '1' then redis.call('HSET', KEYS[2], ARGV[i], topic) end
-  if ARGV[i + 2] == '1' then
-    local known = redis.call('HGET', KEYS[3], ARGV[i + 3])
-    if (not known) or tonumber(known) < tonumber(ARGV[i + 4]) then
-      redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4])
+# Records a batch's done items: ``items`` is a JSON array of [event ID, processed (1/0)]
+# or [event ID, processed, key, version] (the version as a string). KEYS[2] is the
+# processed-ID hash, KEYS[3] the key versions. (One JSON argument instead of five per
+# item: encoding thousands of arguments was a good part of a commit's cost.)
+_RECORD_DONE = """
+local function record_done(topic, items)
+  local marks = {}
+  for _, item in ipairs(cjson.decode(items)) do
+    if item[2] == 1 then
+      marks[#marks + 1] = item[1]
+      marks[#marks + 1] = topic
+    end
+    if item[4] then
+      local known = redis.call('HGET', KEYS[3], item[3])
+      if (not known) or tonumber(known) < tonumber(item[4]) then
+        redis.call('HSET', KEYS[3], item[3], item[4])
+      end
     end
   end
-  i = i + 5
+  for s = 1, #marks, 2000 do
+    redis.call('HSET', KEYS[2], unpack(marks, s, math.min(s + 1999, #marks)))
+  end
 end
-return 1
 """
 
-_REWIND = """
+# KEYS: position hash, processed IDs, key versions. ARGV: topic, done items, then
+# partition/offset pairs.
+_COMMIT = (
+    _RECORD_DONE
+    + """
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+record_done(ARGV[1], ARGV[2])
+return 1
+"""
+)
+
+# A member's commit. KEYS: position hash, processed IDs, key versions, stream. ARGV:
+# topic, done items, group, the new position, the batch's entry IDs (a JSON array). The
+# position moves (forward only) when some of the batch was still pending.
+_MEMBER_COMMIT = (
+    _RECORD_DONE
+    + """
+record_done(ARGV[1], ARGV[2])
+local ids = cjson.decode(ARGV[5])
+local acked = 0
+for s = 1, #ids, 1000 do
+  acked = acked + redis.call('XACK', KEYS[4], ARGV[3], unpack(ids, s, math.min(s + 999, #ids)))
+end
+if acked > 0 then
+  local known = redis.call('HGET', KEYS[1], '0')
+  if (not known) or tonumber(known) < tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], '0', ARGV[4])
+  end
+end
+return acked
+"""
+)
+
+# KEYS: the processed-ID hash. ARGV: a JSON array of event IDs. Returns the (1-based)
+# indexes of those recorded: usually few, so the reply stays small.
+_PROCESSED = """
+local found = {}
+for i, id in ipairs(cjson.decode(ARGV[1])) do
+  if redis.call('HEXISTS', KEYS[1], id) == 1 then found[#found + 1] = i end
+end
+return found
+"""
+
+# A member's read without blocking. KEYS: stream. ARGV: group, member, the ID to read
+# after ('>' for new entries), count. Returns entry ID, payload, entry ID, payload...
+# (the payload false for an entry deleted by hand while pending): a third of the reply
+# XREADGROUP sends with every field, which redis-py parses line by line.
+_FETCH = """
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4],
+                         'STREAMS', KEYS[1], ARGV[3])
+local out = {}
+if not reply then return out end
+for _, entry in ipairs(reply[1][2]) do
+  local payload = false
+  if entry[2] then
+    for j = 1, #entry[2], 2 do
+      if entry[2][j] == 'payload' then payload = entry[2][j + 1] end
+    end
+  end
+  out[#out + 1] = entry[1]
+  out[#out + 1] = payload
+end
+return out
+"""
+
+# KEYS: position hash, processed IDs, key versions, stream. ARGV: topic, forget, group,
+# then partition/offset pairs. With positions, the consumer group (if any) moves there and
+# its pending entries are dropped: a batch in flight commits without moving the position.
+_REWIND = """
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[3])
   local done = redis.call('HGETALL', KEYS[2])
   for i = 1, #done, 2 do
     if done[i + 1] == ARGV[1] then redis.call('HDEL', KEYS[2], done[i]) end
+  end
+end
+local position = redis.call('HGET', KEYS[1], '0')
+if #ARGV >= 4 and position and redis.call('EXISTS', KEYS[4]) == 1 then
+  local moved = redis.pcall('XGROUP', 'SETID', KEYS[4], ARGV[3], '0-' .. position)
+  if type(moved) == 'table' and moved.err then
+    if not string.find(moved.err, 'NOGROUP', 1, true) then return moved end
+  else
+    while true do
+      local pending = redis.call('XPENDING', KEYS[4], ARGV[3], '-', '+', 1000)
+      if #pending == 0 then break end
+      local ids = {}
+      for j, entry in ipairs(pending) do ids[j] = entry[1] end
+      redis.call('XACK', KEYS[4], ARGV[3], unpack(ids))
+    end
   end
 end
 return 1
@@ -118,6 +231,58 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
+
+# A member newly holding the claim. KEYS: stream, position hash. ARGV: group, member.
+# Creates the consumer group at the committed position if missing, moves every pending
+# entry to this member, and deletes the other consumers that have none left (dead ones).
+_TAKE_OVER = """
+local position = redis.call('HGET', KEYS[2], '0') or '0'
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0-' .. position, 'MKSTREAM')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP', 1, true) then
+  return made
+end
+local cursor = '0-0'
+repeat
+  cursor = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, cursor,
+                      'COUNT', 1000, 'JUSTID')[1]
+until cursor == '0-0'
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for j = 1, #consumer, 2 do info[consumer[j]] = consumer[j + 1] end
+  if info['name'] ~= ARGV[2] and info['pending'] == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+  end
+end
+return 1
+"""
+
+# A member leaving. KEYS: claim, stream. ARGV: member, group. Releases the claim and
+# deletes the consumer unless it still has pending entries (the next owner takes them).
+_LEAVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local mine = redis.pcall('XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[1])
+if type(mine) == 'table' and not mine.err and #mine == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[2], ARGV[1])
+end
+return 1
+"""
+
+_SHA = {
+    source: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+    for source in (
+        _APPEND,
+        _REGISTER,
+        _COMMIT,
+        _MEMBER_COMMIT,
+        _PROCESSED,
+        _FETCH,
+        _REWIND,
+        _CLAIM,
+        _RELEASE,
+        _TAKE_OVER,
+        _LEAVE,
+    )
+}
 
 _CHUNK = 1000
 
@@ -147,12 +312,26 @@ def _offset(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[1]) - 1
 
 
+def _done_json(done: Sequence[Done]) -> bytes:
+    """``done`` as the JSON argument the commit scripts take."""
+    items: list[list[Any]] = []
+    for item in done:
+        entry: list[Any] = [item.event_id, 1 if item.processed else 0]
+        if item.key is not None and item.version is not None:
+            entry += [item.key, str(item.version)]
+        items.append(entry)
+    return json.dumps(items, ensure_ascii=False).encode()
+
+
 class RedisLog(ConnectContext):
     """An event log on Redis Streams. See the module docstring.
 
     Args:
-        url: ``redis://[user:password@]host:port/db[?prefix=...]`` (``rediss://`` for TLS);
-            other query parameters go to redis-py.
+        url: ``redis://[user:password@]host:port/db[?prefix=...]`` (``rediss://`` for
+            TLS); other query parameters go to redis-py.
+
+    Attributes:
+        prefix: the key prefix.
     """
 
     scheme = "redis"
@@ -222,7 +401,10 @@ class RedisLog(ConnectContext):
 
     async def _script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         client = self._client()
-        return await client.register_script(source)(keys=list(keys), args=list(args))
+        try:
+            return await client.evalsha(_SHA[source], len(keys), *keys, *args)
+        except redis_errors.NoScriptError:  # a restarted or another server: send it once
+            return await client.eval(source, len(keys), *keys, *args)
 
     async def connect(self) -> None:
         async with self._errors("connecting") as client:
@@ -240,16 +422,20 @@ class RedisLog(ConnectContext):
     async def append(self, records: Sequence[AppendRecord]) -> None:
         if not records:
             return
-        topics: dict[str, int] = {}
-        keys: list[str] = []
-        args: list[Any] = [len(records)]
+        if len(records) == 1:  # one command is atomic: no script needed
+            record = records[0]
+            fields: Any = {"id": record.event_id, "ts": repr(record.timestamp)}
+            fields["payload"] = record.payload
+            async with self._errors("appending") as client:
+                await client.xadd(self._key("stream", record.topic), fields, id="0-*")
+            return
+        streams: dict[str, int] = {}
+        args: list[Any] = []
         for record in records:
-            if record.topic not in topics:
-                topics[record.topic] = len(topics) + 1
-                keys += [self._key("stream", record.topic), self._key("offset", record.topic)]
-            args += [topics[record.topic], record.event_id, repr(record.timestamp), record.payload]
+            index = streams.setdefault(self._key("stream", record.topic), len(streams) + 1)
+            args += [index, record.event_id, repr(record.timestamp), record.payload]
         async with self._errors("appending"):
-            await self._script(_APPEND, keys, args)
+            await self._script(_APPEND, list(streams), args)
 
     async def read(
         self, topic: str, positions: Mapping[int, int], limit: int
@@ -265,9 +451,13 @@ class RedisLog(ConnectContext):
         ]
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
+        # Entries are never deleted, so the length is the end offset.
+        stream = self._key("stream", topic)
         async with self._errors(f"reading the end of {topic!r}") as client:
-            end = await client.get(self._key("offset", topic))
-        return {} if end is None else {0: int(end)}
+            end = await client.xlen(stream)
+            if not end and not await client.exists(stream):
+                return {}
+        return {0: int(end)}
 
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
         # Offsets are dense, so a binary search of single-entry XRANGEs finds the first
@@ -322,38 +512,36 @@ class RedisLog(ConnectContext):
         async with self._errors(f"releasing {group!r}"):
             await self._script(_RELEASE, [self._key("claim", topic, group)], [owner])
 
-    async def commit(
-        self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
-    ) -> None:
-        args: list[Any] = [topic, len(positions)]
-        for partition, offset in positions.items():
-            args += [partition, offset]
-        args.append(len(done))
-        for item in done:
-            versioned = item.key is not None and item.version is not None
-            args += [
-                item.event_id,
-                "1" if item.processed else "0",
-                "1" if versioned else "0",
-                item.key or "",
-                item.version if item.version is not None else 0,
-            ]
-        keys = [
+    def _state_keys(self, group: str, topic: str) -> list[str]:
+        """The position hash, processed IDs and key versions of ``group`` in ``topic``."""
+        return [
             self._key("pos", topic, group),
             self._key("done", group),
             self._key("ver", topic, group),
         ]
+
+    async def commit(
+        self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
+    ) -> None:
+        # Positions only: the consumer group follows members' commits and rewinds (the
+        # bus commits this way only for a dead-letter retry, without positions).
+        args: list[Any] = [topic, _done_json(done)]
+        for partition, offset in positions.items():
+            args += [partition, offset]
         async with self._errors(f"committing {group!r}"):
-            await self._script(_COMMIT, keys, args)
+            await self._script(_COMMIT, self._state_keys(group, topic), args)
 
     async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        async with self._errors(f"reading processed IDs of {group!r}") as client:
-            for start in range(0, len(event_ids), _CHUNK):
-                chunk = list(event_ids[start : start + _CHUNK])
-                marks = await client.hmget(self._key("done", group), chunk)
-                found.update(i for i, mark in zip(chunk, marks, strict=True) if mark is not None)
-        return found
+        if not event_ids:
+            return set()
+        ids = list(event_ids)
+        async with self._errors(f"reading processed IDs of {group!r}"):
+            found = await self._script(
+                _PROCESSED,
+                [self._key("done", group)],
+                [json.dumps(ids, ensure_ascii=False).encode()],
+            )
+        return {ids[i - 1] for i in found}
 
     async def key_versions(self, group: str, topic: str, keys: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -367,16 +555,75 @@ class RedisLog(ConnectContext):
     async def rewind(
         self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
     ) -> None:
-        args: list[Any] = [topic, "1" if forget else "0"]
+        args: list[Any] = [topic, "1" if forget else "0", group]
         for partition, offset in positions.items():
             args += [partition, offset]
-        keys = [
-            self._key("pos", topic, group),
-            self._key("done", group),
-            self._key("ver", topic, group),
-        ]
+        keys = [*self._state_keys(group, topic), self._key("stream", topic)]
         async with self._errors(f"rewinding {group!r}"):
             await self._script(_REWIND, keys, args)
+
+    # -- consumer groups (GroupLog) ---------------------------------------------------
+
+    async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
+        """Become a member of ``group`` on ``topic``: see the module docstring.
+
+        Joining costs no round trip; the member claims the group on its first ``fetch``
+        and holds the claim for ``claim_ttl`` seconds past its last renewal.
+        """
+        return _Member(self, group, topic, claim_ttl)
+
+    async def _take_over(self, group: str, topic: str, member: str) -> None:
+        keys = [self._key("stream", topic), self._key("pos", topic, group)]
+        async with self._errors(f"taking over group {group!r}"):
+            await self._script(_TAKE_OVER, keys, [group, member])
+
+    async def _read_group(
+        self, group: str, topic: str, member: str, after: str, limit: int, block: int | None
+    ) -> tuple[bytes | None, list[tuple[bytes, StoredEvent]]]:
+        """Read for ``member`` after ``after`` (``>``: new entries; an ID: its pending
+        ones), blocking up to ``block`` ms when given; return the last entry ID read
+        (``None`` for none) and the events with their entry IDs."""
+        stream = self._key("stream", topic)
+        doing = f"reading {topic!r} for group {group!r}"
+        if block is None:
+            async with self._errors(doing):
+                flat: Any = await self._script(_FETCH, [stream], [group, member, after, limit])
+            entries = list(zip(flat[::2], flat[1::2], strict=True))
+        else:
+            async with self._errors(doing) as client:
+                reply: Any = await client.xreadgroup(
+                    group, member, {stream: after}, count=limit, block=block
+                )
+            entries = [
+                (entry_id, fields.get(b"payload") if fields else None)
+                for _, batch in reply or ()
+                for entry_id, fields in batch
+            ]
+        found = [
+            (entry_id, StoredEvent(topic, 0, _offset(entry_id), payload))
+            for entry_id, payload in entries
+            if payload is not None  # a pending entry deleted by hand (XDEL)
+        ]
+        return (entries[-1][0] if entries else None), found
+
+    async def _member_commit(
+        self,
+        group: str,
+        topic: str,
+        position: int,
+        entry_ids: Sequence[bytes],
+        done: Sequence[Done],
+    ) -> None:
+        keys = [*self._state_keys(group, topic), self._key("stream", topic)]
+        ids = json.dumps([entry_id.decode() for entry_id in entry_ids]).encode()
+        args: list[Any] = [topic, _done_json(done), group, position, ids]
+        async with self._errors(f"committing {group!r}"):
+            await self._script(_MEMBER_COMMIT, keys, args)
+
+    async def _leave(self, group: str, topic: str, member: str) -> None:
+        keys = [self._key("claim", topic, group), self._key("stream", topic)]
+        async with self._errors(f"leaving group {group!r}"):
+            await self._script(_LEAVE, keys, [member, group])
 
     # -- dead letters -----------------------------------------------------------------
 
@@ -422,6 +669,118 @@ class RedisLog(ConnectContext):
                 pipe.zrem(self._key("dlq"), letter_id)
                 deleted, _ = await pipe.execute()
         return bool(deleted)
+
+
+class _Member:
+    """One member of a group on a topic (:class:`~afterward.events._backend.Member`).
+
+    It reads only while it holds the group's claim on the topic (renewed in the
+    background every third of ``claim_ttl``); otherwise ``fetch`` waits and returns
+    nothing. Its Redis consumer name is also its claim owner: host, PID and a random part.
+    """
+
+    def __init__(self, log: RedisLog, group: str, topic: str, claim_ttl: float) -> None:
+        self._log = log
+        self.claim_ttl = claim_ttl
+        self.group = group
+        self.topic = topic
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._held = False
+        self._held_until = 0.0
+        self._ever_held = False
+        self._heartbeat: asyncio.Task[None] | None = None
+        #: While re-reading its own pending entries: the ID to read after.
+        self._pending_after: str | None = None
+        self._batch: list[bytes] = []
+        #: Whether the last batch was full: the next read then starts without blocking.
+        self._behind = True
+        self._closed = False
+
+    async def _hold(self) -> bool:
+        """Whether this member holds the claim, claiming (and taking over) if it can."""
+        ttl = self.claim_ttl
+        now = time.monotonic()
+        if self._held and self._held_until - now > ttl * 2 / 3:
+            return True  # renewed lately (the heartbeat): no round trip
+        if not await self._log.claim(self.group, self.topic, self.name, ttl):
+            self._held = False
+            return False
+        self._held_until = now + ttl
+        self._ever_held = True
+        if not self._held:
+            # Newly held: whatever is pending in the group was left by a member that died
+            # or lost its claim. Take it, then hand it out again before anything new.
+            await self._log._take_over(self.group, self.topic, self.name)
+            self._held = True
+            self._pending_after = "0"
+            if self._heartbeat is None or self._heartbeat.done():
+                self._heartbeat = asyncio.create_task(self._keep_claim())
+        return True
+
+    async def _keep_claim(self) -> None:
+        ttl = self.claim_ttl
+        while self._held:
+            await asyncio.sleep(ttl / 3)
+            started = time.monotonic()
+            try:
+                held = await self._log.claim(self.group, self.topic, self.name, ttl)
+            except BackendError:
+                continue  # fetch and commit report it; the claim may outlive a blip
+            if held:
+                self._held_until = started + ttl
+            else:
+                self._held = False
+
+    async def fetch(self, limit: int, timeout: float) -> Sequence[StoredEvent]:
+        """Up to ``limit`` events: pending ones first after a takeover, then new ones
+        (waiting up to ``timeout``). Empty after a wait while another member holds the
+        claim (``min(claim_ttl / 3, 1)`` seconds, at least ``timeout``: no hot loop)."""
+        self._batch = []
+        if not await self._hold():
+            await asyncio.sleep(max(timeout, min(self.claim_ttl / 3, 1.0)))
+            return []
+        read = self._log._read_group
+        while self._pending_after is not None:
+            last, found = await read(
+                self.group, self.topic, self.name, self._pending_after, limit, None
+            )
+            self._pending_after = None if last is None else last.decode()
+            if found:
+                return self._hand_out(found)
+        found = []
+        if self._behind:  # the last batch was full: more is likely waiting, read it compactly
+            _, found = await read(self.group, self.topic, self.name, ">", limit, None)
+        if not found:
+            block = max(1, int(timeout * 1000))
+            _, found = await read(self.group, self.topic, self.name, ">", limit, block)
+        self._behind = len(found) >= limit
+        return self._hand_out(found)
+
+    def _hand_out(self, found: list[tuple[bytes, StoredEvent]]) -> list[StoredEvent]:
+        self._batch = [entry_id for entry_id, _ in found]
+        return [event for _, event in found]
+
+    async def commit(self, positions: Mapping[int, int], done: Sequence[Done]) -> None:
+        """Record ``done``, ``XACK`` the fetched batch and move the position, atomically."""
+        batch, self._batch = self._batch, []
+        position = positions.get(0, 0)
+        await self._log._member_commit(self.group, self.topic, position, batch, done)
+
+    async def close(self) -> None:
+        """Stop renewing, release the claim, and delete the Redis consumer unless it has
+        pending entries (an uncommitted batch: the next owner takes it over)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._held = False
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            # Wait for it (without taking its cancellation for ours): a renewal in flight
+            # must not land after the release below.
+            await asyncio.wait([heartbeat])
+        if self._ever_held:
+            await self._log._leave(self.group, self.topic, self.name)
 
 
 def _letter(row: Mapping[bytes, bytes]) -> StoredDeadLetter:
