@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import importlib.util
 import re
 import shutil
 import socket
@@ -41,7 +42,7 @@ def _pinned(cpu: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def _uvicorn(app: str) -> Iterator[int]:
+def _uvicorn(app: str, http: str = "h11") -> Iterator[int]:
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -55,6 +56,10 @@ def _uvicorn(app: str) -> Iterator[int]:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--http",
+            http,
+            "--loop",
+            "uvloop" if http == "httptools" else "asyncio",
         ],
         cwd=ROOT,
     )
@@ -118,22 +123,31 @@ def _wrk(port: int, seconds: int = 8) -> float:
 def throughput_table() -> str:
     if shutil.which("wrk") is None:
         return "### Middleware throughput\n\nnot run: `wrk` is missing (scripts/install adds it)\n"
-    results: dict[str, list[float]] = {"bare": [], "bare_with_header": [], "wrapped": []}
-    for _ in range(5):  # alternate to spread machine noise over both
-        for app in results:
-            with _uvicorn(app) as port:
+    # uvicorn's pure-Python h11 server, and uvicorn[standard]'s httptools + uvloop.
+    servers = ["h11"] + (["httptools"] if importlib.util.find_spec("httptools") else [])
+    apps = ["bare", "bare_with_header", "wrapped"]
+    results: dict[tuple[str, str], list[float]] = {(s, a): [] for s in servers for a in apps}
+    for _ in range(5):  # alternate to spread machine noise over every row
+        for server, app in results:
+            with _uvicorn(app, server) as port:
                 _wrk(port, 2)  # warm up
-                results[app].append(_wrk(port, 5))
-    bare, header, wrapped = (max(results[k]) for k in ("bare", "bare_with_header", "wrapped"))
+                results[(server, app)].append(_wrk(port, 5))
+    labels = {
+        "bare": "bare Starlette",
+        "bare_with_header": "bare + the same response header (no afterward)",
+        "wrapped": "with DeferMiddleware",
+    }
+    rows = []
+    for server in servers:
+        bare = max(results[(server, "bare")])
+        for app in apps:
+            best = max(results[(server, app)])
+            rows.append((server, labels[app], best, best / bare))
     return table(
         "Middleware throughput, trivial endpoint (uvicorn pinned to one core, wrk -t1 -c32 "
         "on the other, best of 5 alternating runs of 5 s)",
-        ["app", "req/s", "ratio to bare"],
-        [
-            ("bare Starlette", bare, 1.0),
-            ("bare + the same response header (no afterward)", header, header / bare),
-            ("with DeferMiddleware", wrapped, wrapped / bare),
-        ],
+        ["server", "app", "req/s", "ratio to bare"],
+        rows,
     )
 
 

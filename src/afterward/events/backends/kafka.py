@@ -656,6 +656,8 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self._idle = asyncio.Event()
         self._idle.set()
         self._assigned = asyncio.Event()
+        self._unmirrored: dict[TopicPartition, int] = {}
+        self._mirror: asyncio.Task[None] | None = None
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self._idle.wait()
@@ -703,20 +705,31 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self._consumer()
         try:
             await self.log.store.commit(self.group, self.topic, positions, done)
-            # The same offsets in Kafka, for Kafka's own tooling (lag in
-            # kafka-consumer-groups); the store's copy is the one members start from.
-            offsets = {TopicPartition(self.name, p): o for p, o in positions.items()}
-            async with self.log._errors(f"committing offsets of group {self.group!r}"):
-                try:
-                    await consumer.commit(offsets)
-                except (kafka_errors.CommitFailedError, kafka_errors.IllegalStateError) as exc:
-                    logger.info("group %r: Kafka offsets not committed (%s)", self.group, exc)
         finally:
             self._idle.set()
+        # The same offsets in Kafka, for Kafka's own tooling (lag in kafka-consumer-groups),
+        # in the background: the store's copy is the one members start from.
+        self._unmirrored.update({TopicPartition(self.name, p): o for p, o in positions.items()})
+        if self._mirror is None or self._mirror.done():
+            self._mirror = asyncio.create_task(self._mirror_offsets(consumer))
+
+    async def _mirror_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        while self._unmirrored:
+            assigned = consumer.assignment()
+            offsets = {tp: o for tp, o in self._unmirrored.items() if tp in assigned}
+            self._unmirrored = {}
+            if not offsets:
+                continue
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:  # a rebalance, an outage: the next commit catches up
+                logger.info("group %r: Kafka offsets not committed (%r)", self.group, exc)
 
     async def close(self) -> None:
         consumer, self.consumer = self.consumer, None
         self._idle.set()
         if consumer is not None:
+            if self._mirror is not None:
+                await asyncio.wait({self._mirror}, timeout=self.log._timeout_ms / 1000)
             with contextlib.suppress(Exception):
                 await consumer.stop()
