@@ -34,6 +34,7 @@ MAX_EVENT_BYTES = 1024 * 1024
 TOPIC_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
 
 
 @dataclass(slots=True)
@@ -129,7 +130,8 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(payload: bytes, attempt: int = 1) -> Event:
     """Decode an envelope written by :func:`encode_event`."""
-    raw = json.loads(payload)
+    # The payload is UTF-8 (encode_event wrote it): skip json.loads' encoding sniffing.
+    raw = _decoder.decode(str(payload, "utf-8"))
     return Event(
         id=raw["id"],
         topic=raw["topic"],
