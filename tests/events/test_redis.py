@@ -191,3 +191,27 @@ def test_redis_py_options_pass_through_the_url() -> None:
 def test_bad_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         EventBus("redis://127.0.0.1:notaport/0")
+
+
+async def test_a_member_whose_claim_lapsed_takes_over_again_when_it_gets_it_back(
+    tmp_path: Path, raw: Redis
+) -> None:
+    """A stalls, its claim lapses, B takes A's batch over and stops without committing;
+    when A gets the claim back it must take B's pending batch over, not skip it."""
+    url = redis_bus_url(tmp_path)
+    async with EventBus(url) as bus, RedisLog(url) as log:
+        for n in range(5):
+            await bus.publish("t", n, key="k")
+        await log.register("g", "t", {})
+        first = await log.join("g", "t", 30.0)
+        second = await log.join("g", "t", 30.0)
+        assert [e.offset for e in await first.fetch(2, 0.05)] == [0, 1]
+        # first's process stalls past its claim's TTL: Redis expires the claim, and
+        # first has not renewed it since (what the heartbeat would have done)
+        await raw.delete(f"{_prefix(url)}claim:t:g")
+        first._held_until = 0.0  # type: ignore[attr-defined]
+        assert [e.offset for e in await second.fetch(2, 0.05)] == [0, 1]
+        await second.close()  # gone without committing: 0 and 1 stay pending
+        again = await first.fetch(10, 0.05)
+        assert [e.offset for e in again] == [0, 1]  # taken over again, in order
+        await first.close()

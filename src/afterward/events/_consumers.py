@@ -145,16 +145,20 @@ class Consumers(BusAdmin):
             await watch.check(sub.group, sub.topic, lag)
 
     async def _member_loop(self, log: GroupLog, sub: Subscription, stop_when_idle: bool) -> bool:
-        """Consume ``sub`` as a member of its group on a backend that hands work out."""
+        """Consume ``sub`` as a member of its group on a backend that hands work out;
+        like :meth:`_consume_loop`, true when it stopped idle without having had any
+        work (the group gave it to other members: ``run`` then waits at standby pace)."""
         await self._register(sub)
         member = await log.join(sub.group, sub.topic, self.claim_ttl)
+        worked = False
         try:
             while not self._stopping:
                 stored = await member.fetch(self.batch_size, self.poll_interval)
                 if not stored:
                     if stop_when_idle:
-                        return False
+                        return not worked
                     continue
+                worked = True
                 await process_batch(
                     self._log, sub, stored, history=self.keep_history, member=member
                 )

@@ -9,25 +9,29 @@ What lives where:
   envelope; the event ID and timestamp also travel as headers (``afterward-id``,
   ``afterward-occurred-at``) for tools that do not parse values. Missing topics are
   created with ``partitions`` partitions (4 by default).
-- **Positions** are the committed offsets of the Kafka consumer group named like the
-  afterward group (``kafka-consumer-groups --describe`` shows them and their lag).
-  afterward commits them itself after the handlers succeeded; the partitions are not
-  assigned by Kafka's group protocol but by afterward's claim (one consumer per group and
-  topic at a time), so commits use the "simple consumer" form Kafka accepts from
-  non-members.
-- **Processed IDs, key versions, claims and dead letters** live in a *state store*: any
-  other afterward backend URL, given as ``store=`` (``redis://...`` for several
+- **Consumer groups** are Kafka consumer groups named like the afterward group: the
+  broker shares a topic's partitions among the processes consuming it and rebalances
+  as they come and go (:meth:`KafkaLog.join`, :class:`_KafkaMember`). A member losing a
+  partition first commits its batch in flight; a member that died is replaced after
+  ``session_timeout_ms``.
+- **Positions, processed IDs, key versions and dead letters** live in a *state store*:
+  any other afterward backend URL, given as ``store=`` (``redis://...`` for several
   machines; the default, ``sqlite:///afterward.db``, suits one machine). A batch's
-  processed IDs are written to the store before its offsets are committed to Kafka, so a
-  crash in between redelivers events the store already knows: they are skipped.
+  positions, processed IDs and versions are one write there; members start each
+  partition they are assigned at the store's position. The same offsets are then
+  committed to the Kafka group in the background, for Kafka's own tools
+  (``kafka-consumer-groups --describe`` shows them and the lag).
   Dead letters are also copied to the ``<topic>.dlq.<group>`` topic (a tombstone marks
   one retried or discarded) for Kafka-side tooling; the store's copy is the one
   listed, retried and discarded.
+- **Publishing**: concurrent appends of an event loop are written together, one record
+  batch per partition per round; each append settles from its own partitions.
 
 URL options (query string): ``store=<url>`` (URL-encoded), ``prefix=`` (prepended to every
-Kafka topic name, to share a cluster), ``partitions=`` (for created topics),
+Kafka topic and group name, to share a cluster), ``partitions=`` (for created topics),
 ``request_timeout_ms=`` (how long a publish waits for an unreachable broker before
-:class:`~afterward.BackendUnavailable`, 40 s by default), ``client_id=``.
+:class:`~afterward.BackendUnavailable`, 40 s by default), ``session_timeout_ms=`` (10 s)
+and ``rebalance_timeout_ms=`` (60 s) for the consumer groups, ``client_id=``.
 
 Apache Kafka cannot append several records atomically without transactions, and
 aiokafka's transactional producer is not used (several Kafka-compatible brokers reject
@@ -291,17 +295,21 @@ class KafkaLog(ConnectContext):
             return
         conn = await self._conn()
         for topic in {r.topic for r in records}:
-            if topic not in self._partitions:
-                await self._topic_partitions(topic, create=True)
+            if topic not in self._partitions and not await self._topic_partitions(topic, True):
+                raise BackendError(
+                    f"Kafka topic {topic!r} has no partitions yet (just created?): retry",
+                    backend="kafka",
+                )
         placed = [(r, self._partition(r)) for r in records]
         # Concurrent appends of this loop are coalesced: one flusher task per loop
         # writes every append waiting when it runs as one record batch per partition.
         # While it waits for the broker to take a partition's previous batch, new
         # appends gather for its next round.
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
         conn.pending.append((placed, waiter))
         if conn.flusher is None or conn.flusher.done():
-            conn.flusher = asyncio.get_running_loop().create_task(self._flush(conn))
+            conn.flusher = self._track(loop.create_task(self._flush(conn)))
         try:
             ends: dict[tuple[str, int], int] = await waiter
         except Exception:
@@ -313,56 +321,47 @@ class KafkaLog(ConnectContext):
             known = self._produced.setdefault(topic, {})
             known[partition] = max(known.get(partition, 0), end)
 
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Keep ``task`` until it ends; ``aclose`` waits for the ones still running."""
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
     async def _flush(self, conn: _Conn) -> None:
         while conn.pending:
             rounds, conn.pending = conn.pending, []
             try:
-                sent = await self._send_round(conn, rounds)
-            except Exception as exc:
-                _settle_all(rounds, exc)
-                continue
-            task = asyncio.get_running_loop().create_task(self._settle(rounds, sent))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+                deliveries = await self._send_round(conn, rounds)
+            except BaseException as exc:  # cancelled: nobody may wait forever
+                _settle(rounds, {}, {}, exc)
+                raise
+            self._track(asyncio.get_running_loop().create_task(_acknowledged(rounds, deliveries)))
 
-    async def _send_round(self, conn: _Conn, rounds: list[tuple[list[Any], Any]]) -> list[Any]:
+    async def _send_round(self, conn: _Conn, rounds: list[tuple[list[Any], Any]]) -> Deliveries:
         """Hand the records of ``rounds`` to the producer as one batch per partition
-        (more when a batch is full); return (topic, partition, batch, delivery) tuples."""
+        (more when a batch is full); per partition, its (batch, delivery) pairs or the
+        error that stopped it."""
         by_partition: dict[tuple[str, int], list[AppendRecord]] = {}
         for placed, _ in rounds:
             for record, partition in placed:
                 by_partition.setdefault((record.topic, partition), []).append(record)
-        sent = []
+        deliveries: Deliveries = {}
         for (topic, partition), records in by_partition.items():
-            batch = conn.producer.create_batch()
-            for record in records:
-                if _add(batch, record):
-                    continue
-                if not batch.record_count():
-                    raise BackendError(
-                        f"event {record.event_id} does not fit in a Kafka record batch",
-                        backend="kafka",
-                    )
-                sent.append(
-                    (topic, partition, batch, await self._send(conn, batch, topic, partition))
-                )
+            sent: list[tuple[Any, Any]] = []
+            deliveries[(topic, partition)] = sent
+            try:
                 batch = conn.producer.create_batch()
-                _add(batch, record)
-            sent.append((topic, partition, batch, await self._send(conn, batch, topic, partition)))
-        return sent
-
-    async def _settle(self, rounds: list[tuple[list[Any], Any]], sent: list[Any]) -> None:
-        """Wait for the broker's acknowledgements; give each waiter the end offsets."""
-        ends: dict[tuple[str, int], int] = {}
-        try:
-            for topic, partition, batch, delivery in sent:
-                metadata = await delivery
-                end = metadata.offset + batch.record_count()
-                ends[(topic, partition)] = max(ends.get((topic, partition), 0), end)
-        except Exception as exc:
-            _settle_all(rounds, exc)
-        else:
-            _settle_all(rounds, ends)
+                for record in records:
+                    if not _add(batch, record):  # full (aiokafka takes any first record)
+                        sent.append((batch, await self._send(conn, batch, topic, partition)))
+                        batch = conn.producer.create_batch()
+                        _add(batch, record)
+                sent.append((batch, await self._send(conn, batch, topic, partition)))
+            except Exception as exc:
+                deliveries[(topic, partition)] = exc
+                for _, delivery in sent:  # retrieved, so no "exception never retrieved"
+                    delivery.add_done_callback(_retrieve)
+        return deliveries
 
     async def _send(self, conn: _Conn, batch: Any, topic: str, partition: int) -> Any:
         return await conn.producer.send_batch(batch, self._topic(topic), partition=partition)
@@ -546,10 +545,12 @@ class KafkaLog(ConnectContext):
         member is noticed after ``session_timeout_ms``; ``claim_ttl`` is not used."""
         await self._topic_partitions(topic, create=True)
         member = _KafkaMember(self, group, topic)
-        consumer = AIOKafkaConsumer(
+        # A JoinGroup request lasts up to the rebalance timeout: give it that and more.
+        request_ms = max(self._timeout_ms, self._rebalance_ms + 5000)
+        consumer = member.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=self._client_id,
-            request_timeout_ms=self._timeout_ms,
+            request_timeout_ms=request_ms,
             group_id=self.prefix + group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -559,9 +560,16 @@ class KafkaLog(ConnectContext):
             max_poll_interval_ms=max(self._rebalance_ms, 300_000),
         )
         consumer.subscribe([self._topic(topic)], listener=member)
-        async with self._errors(f"joining group {group!r}"):
-            await _start(consumer, None)
-        member.consumer = consumer
+        try:
+            async with self._errors(f"joining group {group!r}"):
+                # start() returns once the group assigned this member its partitions.
+                await asyncio.wait_for(_start(consumer, None), 2 * request_ms / 1000)
+        except TimeoutError as exc:  # the builtin one: not an outage of the whole bus
+            raise BackendError(
+                f"Kafka group {group!r} did not complete a join within {2 * request_ms} ms",
+                backend="kafka",
+            ) from exc
+        member.raise_failure()
         return member
 
     # -- dead letters -----------------------------------------------------------------
@@ -605,15 +613,56 @@ class KafkaLog(ConnectContext):
         return deleted
 
 
-def _settle_all(rounds: list[tuple[list[Any], Any]], outcome: object) -> None:
-    """Resolve every waiter of ``rounds`` with ``outcome`` (an exception: raised there)."""
-    for _, waiter in rounds:
+#: Per (topic, partition) of a produce round: its (batch, delivery future) pairs, or the
+#: error that kept its records from the producer.
+Deliveries = dict[tuple[str, int], "list[tuple[Any, Any]] | Exception"]
+
+
+async def _acknowledged(rounds: list[tuple[list[Any], Any]], deliveries: Deliveries) -> None:
+    """Wait for the broker's acknowledgements of a round and settle its appends."""
+    ends: dict[tuple[str, int], int] = {}
+    failed: dict[tuple[str, int], BaseException] = {}
+    try:
+        for key, sent in deliveries.items():
+            if isinstance(sent, Exception):
+                failed[key] = sent
+                continue
+            results = await asyncio.gather(*(d for _, d in sent), return_exceptions=True)
+            for (batch, _), metadata in zip(sent, results, strict=True):
+                if isinstance(metadata, BaseException):
+                    failed.setdefault(key, metadata)
+                else:
+                    ends[key] = max(ends.get(key, 0), metadata.offset + batch.record_count())
+    except BaseException as exc:  # cancelled: nobody may wait forever
+        _settle(rounds, {}, {}, exc)
+        raise
+    _settle(rounds, ends, failed, None)
+
+
+def _settle(
+    rounds: list[tuple[list[Any], Any]],
+    ends: dict[tuple[str, int], int],
+    failed: dict[tuple[str, int], BaseException],
+    everything: BaseException | None,
+) -> None:
+    """Resolve each append's waiter from its own partitions: the end offsets the broker
+    acknowledged, or the first error of one of them (or ``everything``'s)."""
+    for placed, waiter in rounds:
         if waiter.done():
             continue
-        if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
+        keys = {(record.topic, partition) for record, partition in placed}
+        error = everything or next((failed[k] for k in keys if k in failed), None)
+        if isinstance(error, asyncio.CancelledError):
+            waiter.cancel()
+        elif error is not None:
+            waiter.set_exception(error)
         else:
-            waiter.set_result(outcome)
+            waiter.set_result({k: ends[k] for k in keys})
+
+
+def _retrieve(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()
 
 
 def _add(batch: Any, record: AppendRecord) -> bool:
@@ -655,7 +704,7 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer: AIOKafkaConsumer | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._assigned = asyncio.Event()
+        self._failure: Exception | None = None
         self._unmirrored: dict[TopicPartition, int] = {}
         self._mirror: asyncio.Task[None] | None = None
 
@@ -664,12 +713,27 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         # The state store's positions are the group's (committed with the processed IDs
-        # in one write): start every partition there.
-        positions = await self.log.store.positions(self.group, self.topic) or {}
+        # in one write): start every partition there. Paused until then, so nothing is
+        # fetched from Kafka's own committed offsets meanwhile.
         consumer = self._consumer()
+        consumer.pause(*assigned)
+        try:
+            positions = await self.log.store.positions(self.group, self.topic) or {}
+        except Exception as exc:  # aiokafka would only log it: fetch raises it instead
+            self._failure = exc
+            return
         for tp in assigned:
             consumer.seek(tp, positions.get(tp.partition, 0))
-        self._assigned.set()
+        consumer.resume(*assigned)
+
+    def raise_failure(self) -> None:
+        """Raise what went wrong in a rebalance callback, if anything did."""
+        if self._failure is not None:
+            raise BackendError(
+                f"group {self.group!r} could not start its partitions of {self.topic!r}: "
+                f"{self._failure!r}",
+                backend="kafka",
+            ) from self._failure
 
     def _consumer(self) -> AIOKafkaConsumer:
         if self.consumer is None:
@@ -678,9 +742,8 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def fetch(self, limit: int, timeout: float) -> Sequence[StoredEvent]:
         consumer = self._consumer()
+        self.raise_failure()
         async with self.log._errors(f"reading {self.topic!r} for group {self.group!r}"):
-            if not self._assigned.is_set():
-                await asyncio.wait_for(self._assigned.wait(), self.log._timeout_ms / 1000)
             batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=limit)
             if not batches and await self._behind(consumer):
                 # Assigned, data there, not fetched yet (the first fetch): wait for it.
@@ -695,10 +758,13 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
         return events
 
     async def _behind(self, consumer: AIOKafkaConsumer) -> bool:
-        for tp in consumer.assignment():
-            mark = consumer.highwater(tp)
-            if mark is None or mark > await consumer.position(tp):
-                return True
+        try:
+            for tp in consumer.assignment() - consumer.paused():
+                mark = consumer.highwater(tp)
+                if mark is None or mark > await consumer.position(tp):
+                    return True
+        except kafka_errors.IllegalStateError:  # revoked meanwhile (a rebalance)
+            return False
         return False
 
     async def commit(self, positions: Mapping[int, int], done: Sequence[Done]) -> None:
@@ -730,6 +796,10 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self._idle.set()
         if consumer is not None:
             if self._mirror is not None:
-                await asyncio.wait({self._mirror}, timeout=self.log._timeout_ms / 1000)
+                # The last offsets reach Kafka's tools unless the broker is gone.
+                await asyncio.wait({self._mirror}, timeout=min(5.0, self.log._timeout_ms / 1000))
+                self._mirror.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._mirror
             with contextlib.suppress(Exception):
                 await consumer.stop()

@@ -222,7 +222,8 @@ _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
 if (not holder) or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  if holder then return 1 end
+  return 2
 end
 return 0
 """
@@ -502,11 +503,16 @@ class RedisLog(ConnectContext):
         return found
 
     async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
+        return bool(await self._claim(group, topic, owner, ttl))
+
+    async def _claim(self, group: str, topic: str, owner: str, ttl: float) -> int:
+        """0: held by another; 1: renewed; 2: taken afresh (nobody held it, not even
+        ``owner``: whatever happened meanwhile needs a takeover)."""
         async with self._errors(f"claiming {group!r}"):
             held = await self._script(
                 _CLAIM, [self._key("claim", topic, group)], [owner, max(1, int(ttl * 1000))]
             )
-        return bool(held)
+        return int(held)
 
     async def release(self, group: str, topic: str, owner: str) -> None:
         async with self._errors(f"releasing {group!r}"):
@@ -702,12 +708,15 @@ class _Member:
         now = time.monotonic()
         if self._held and self._held_until - now > ttl * 2 / 3:
             return True  # renewed lately (the heartbeat): no round trip
-        if not await self._log.claim(self.group, self.topic, self.name, ttl):
+        held = await self._log._claim(self.group, self.topic, self.name, ttl)
+        if not held:
             self._held = False
             return False
         self._held_until = now + ttl
         self._ever_held = True
-        if not self._held:
+        # Taken afresh: even if this member thought it held the claim, it lapsed (a
+        # stalled process) and another member may have taken over and let go meanwhile.
+        if not self._held or held == 2:
             # Newly held: whatever is pending in the group was left by a member that died
             # or lost its claim. Take it, then hand it out again before anything new.
             await self._log._take_over(self.group, self.topic, self.name)
@@ -723,12 +732,12 @@ class _Member:
             await asyncio.sleep(ttl / 3)
             started = time.monotonic()
             try:
-                held = await self._log.claim(self.group, self.topic, self.name, ttl)
+                held = await self._log._claim(self.group, self.topic, self.name, ttl)
             except BackendError:
                 continue  # fetch and commit report it; the claim may outlive a blip
-            if held:
+            if held == 1:
                 self._held_until = started + ttl
-            else:
+            else:  # lost, or lapsed before this renewal: the next fetch takes over anew
                 self._held = False
 
     async def fetch(self, limit: int, timeout: float) -> Sequence[StoredEvent]:
