@@ -645,19 +645,21 @@ def _settle(
     failed: dict[tuple[str, int], BaseException],
     everything: BaseException | None,
 ) -> None:
-    """Resolve each append's waiter from its own partitions: the end offsets the broker
-    acknowledged, or the first error of one of them (or ``everything``'s)."""
+    """Resolve each append's waiter from its own partitions: the first error of one of
+    them (or ``everything``'s), else the end offsets the broker acknowledged (all of the
+    round's: each is a true lower bound of its partition's end)."""
     for placed, waiter in rounds:
         if waiter.done():
             continue
-        keys = {(record.topic, partition) for record, partition in placed}
-        error = everything or next((failed[k] for k in keys if k in failed), None)
+        error = everything
+        if error is None and failed:
+            error = next((failed[(r.topic, p)] for r, p in placed if (r.topic, p) in failed), None)
         if isinstance(error, asyncio.CancelledError):
             waiter.cancel()
         elif error is not None:
             waiter.set_exception(error)
         else:
-            waiter.set_result({k: ends[k] for k in keys})
+            waiter.set_result(ends)
 
 
 def _retrieve(delivery: asyncio.Future[Any]) -> None:
