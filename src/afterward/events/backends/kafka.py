@@ -426,12 +426,16 @@ class KafkaLog(ConnectContext):
         ends = await self.end_offsets(topic)
         return any(end > want.get(p, 0) for p, end in ends.items())
 
-    async def end_offsets(self, topic: str) -> dict[int, int]:
+    async def _every_partition(self, topic: str) -> tuple[_Conn, list[TopicPartition]]:
+        """This loop's clients and every partition of ``topic`` (none if it is unknown)."""
         count = await self._topic_partitions(topic, create=False)
-        if not count:
-            return {}
         conn = await self._conn()
-        tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
+        return conn, [TopicPartition(self._topic(topic), p) for p in range(count)]
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        conn, tps = await self._every_partition(topic)
+        if not tps:
+            return {}
         async with self._errors(f"reading the end of {topic!r}"):
             ends = await conn.meta.end_offsets(tps)
         result = {tp.partition: offset for tp, offset in ends.items()}
@@ -447,11 +451,9 @@ class KafkaLog(ConnectContext):
         return result
 
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
-        count = await self._topic_partitions(topic, create=False)
-        if not count:
+        conn, tps = await self._every_partition(topic)
+        if not tps:
             return {}
-        conn = await self._conn()
-        tps = [TopicPartition(self._topic(topic), p) for p in range(count)]
         async with self._errors(f"searching {topic!r} by time"):
             found = await conn.meta.offsets_for_times(
                 {tp: int(since.timestamp() * 1000) for tp in tps}
@@ -801,7 +803,8 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
                 # The last offsets reach Kafka's tools unless the broker is gone.
                 await asyncio.wait({self._mirror}, timeout=min(5.0, self.log._timeout_ms / 1000))
                 self._mirror.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._mirror
+                # Its own cancellation comes back as a result; a cancellation of close()
+                # itself still propagates.
+                await asyncio.gather(self._mirror, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await consumer.stop()
