@@ -129,16 +129,18 @@ class Consumers(BusAdmin):
             return 0
         heartbeat = asyncio.create_task(self._keep_claim(sub, owner))
         try:
-            await process_batch(self._log, sub, stored, history=self.keep_history)
+            moved = await process_batch(self._log, sub, stored, history=self.keep_history)
         finally:
             heartbeat.cancel()
-        await self._check_watches(sub)
+        await self._check_watches(sub, {**positions, **moved})
         return len(stored)
 
-    async def _check_watches(self, sub: Subscription) -> None:
+    async def _check_watches(self, sub: Subscription, positions: dict[int, int] | None) -> None:
+        """Run the ``on_lag`` watches for ``sub`` at ``positions`` (read them if unknown)."""
         if not self._watches:
             return
-        positions = await self._log.positions(sub.group, sub.topic) or {}
+        if positions is None:
+            positions = await self._log.positions(sub.group, sub.topic) or {}
         ends = await self._log.end_offsets(sub.topic)
         lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
         for watch in self._watches:
@@ -162,7 +164,8 @@ class Consumers(BusAdmin):
                 await process_batch(
                     self._log, sub, stored, history=self.keep_history, member=member
                 )
-                await self._check_watches(sub)
+                # Other members move other partitions: read the group's positions.
+                await self._check_watches(sub, None)
             return False
         finally:
             await member.close()
