@@ -46,7 +46,7 @@ def url(tmp_path: Path) -> Iterator[str]:
         app.drain_sync()
     finally:
         unregister_connection("queue")
-    app._sync(app.aclose())
+    app._core.sync(app.aclose())
     yield url
 
 

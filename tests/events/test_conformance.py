@@ -7,6 +7,7 @@ import random
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import afterward
 from afterward import ConfigError, PublishError, SchemaError, defer
 from afterward.events import Event, EventBus
+from afterward.events import _consumers as consumers
 
 
 async def test_every_group_gets_every_event_once(bus: EventBus) -> None:
@@ -99,15 +101,15 @@ async def test_replay_since_a_time(bus: EventBus) -> None:
 async def test_replay_since_does_not_assume_timestamps_ascend(url: str, tmp_path: Path) -> None:
     # Publishers on several threads (or a clock stepping back) append timestamps out of
     # order: ``since`` still picks the first offset at or after the time.
-    from afterward.events._backend import AppendRecord
+    from afterward.events._records import AppendRecord
 
     bus = EventBus(f"sqlite:///{tmp_path / 'bus.db'}" if url == "sqlite" else url)
     await bus.connect()
-    await bus._log.append(
+    await bus._core.backend.log.append(
         [AppendRecord("t", None, f"e{ts}", float(ts), b"{}") for ts in (10, 30, 20, 40)]
     )
     since = datetime.fromtimestamp(25, UTC)
-    assert await bus._log.offsets_for_time("t", since) == {0: 1}
+    assert await bus._core.backend.log.offsets_for_time("t", since) == {0: 1}
     await bus.aclose()
 
 
@@ -546,13 +548,13 @@ async def test_stop_while_run_is_starting_stops_it(
     @bus.subscribe("t", group="g")
     async def handle(event: Event) -> None: ...
 
-    relay = bus.relay_outbox
+    relay = consumers.relay_outboxes
 
-    async def relay_then_signal(database: object = None) -> int:
+    async def relay_then_signal(core: Any, database: object = None) -> int:
         bus.stop()
-        return await relay(database)
+        return await relay(core, database)
 
-    monkeypatch.setattr(bus, "relay_outbox", relay_then_signal)
+    monkeypatch.setattr(consumers, "relay_outboxes", relay_then_signal)
     await asyncio.wait_for(bus.run(), 5)
 
 
@@ -565,18 +567,20 @@ async def test_drain_waits_for_a_claim_held_elsewhere_without_spinning(
         async def handle(event: Event) -> None: ...
 
         await bus.publish("t", 1)
-        await bus._log.claim("g", "t", "another-process", 30)  # its consumer is busy
+        await bus._core.backend.state.claim("g", "t", "another-process", 30)  # its consumer is busy
         claims = 0
-        claim = bus._log.claim
+        claim = bus._core.backend.state.claim
 
         async def counted(group: str, topic: str, owner: str, ttl: float) -> bool:
             nonlocal claims
             claims += 1
             return await claim(group, topic, owner, ttl)
 
-        bus._log.claim = counted  # type: ignore[method-assign]
-        if hasattr(bus._log, "_claim"):  # Redis members claim through it (fresh or renewed)
-            raw_claim = bus._log._claim
+        bus._core.backend.state.claim = counted  # type: ignore[method-assign]
+        if hasattr(
+            bus._core.backend.log, "_claim"
+        ):  # Redis members claim through it (fresh or renewed)
+            raw_claim = bus._core.backend.log._claim
 
             async def counted_raw(group: str, topic: str, owner: str, ttl: float) -> int:
                 nonlocal claims
@@ -584,11 +588,11 @@ async def test_drain_waits_for_a_claim_held_elsewhere_without_spinning(
                 result: int = await raw_claim(group, topic, owner, ttl)
                 return result
 
-            bus._log._claim = counted_raw
+            bus._core.backend.log._claim = counted_raw
         draining = asyncio.create_task(bus.drain())
         await asyncio.sleep(0.5)  # a window to count claim attempts in, not a sync point
         assert 0 < claims < 20  # standby pace (0.1 s), not thousands of write transactions
-        await bus._log.release("g", "t", "another-process")
+        await bus._core.backend.state.release("g", "t", "another-process")
         await asyncio.wait_for(draining, 5)
         assert (await bus.lag())["g"]["t"] == 0
 

@@ -7,6 +7,7 @@ consumes, and those methods return empty lists.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from afterward import correlate
 from afterward.events import Attempt, Event, EventBus
-from afterward.events._backend import EventLog, FlowLog
+from afterward.events._protocols import Backend, EventLog, FlowLog
 from afterward.events.backends import memory as memory_backend
 from tests.events.backends import memory, sqlite
 
@@ -108,7 +109,7 @@ def test_sqlite_keeps_the_flow_across_restarts(tmp_path: Path) -> None:
         app.publish_sync("order.completed", {"n": 1})
     app.drain_sync()
     app.publish_sync("order.completed", {"n": 2})  # another correlation ID
-    app._sync(app.aclose())
+    app._core.sync(app.aclose())
     again = EventBus(url)
     assert [e.data for e in again.events_for(CID)] == [{"n": 1}]
     assert len(again.history(CID)) == 2
@@ -141,9 +142,10 @@ class _Plain:
 def test_a_backend_without_the_capability_still_consumes() -> None:
     state = {"broken": True}
     bus = _app("memory://", state)
-    plain = _Plain(bus._log)
-    assert not isinstance(plain, FlowLog) and isinstance(bus._log, FlowLog)
-    bus._log = plain
+    backend = bus._core.backend
+    plain = _Plain(backend.log)
+    assert not isinstance(plain, FlowLog) and backend.flow is backend.log
+    bus._core.backend = Backend(plain, backend.state)
     with correlate(CID):
         bus.publish_sync("order.completed", {"n": 1})
     bus.drain_sync()
@@ -155,7 +157,8 @@ def test_a_backend_without_the_capability_still_consumes() -> None:
 
 def test_keep_history_false_records_no_attempts(url: str) -> None:
     bus = _app(url, {"broken": True})
-    bus.keep_history = False  # as EventBus(url, keep_history=False)
+    # as EventBus(url, keep_history=False)
+    bus._core.settings = replace(bus._core.settings, keep_history=False)
     assert EventBus(url, keep_history=False).keep_history is False
     with correlate(CID):
         bus.publish_sync("order.completed", {"n": 1})

@@ -36,7 +36,7 @@ async def test_per_key_order_and_lag_over_several_partitions(tmp_path: Path) -> 
         await bus.drain()
         assert (await bus.lag())["billing"]["orders"] == 0
         assert {k: v for k, v in seen.items()} == {f"k{k}": list(range(k, 40, 8)) for k in range(8)}
-        positions = await bus._log.positions("billing", "orders")
+        positions = await bus._core.backend.state.positions("billing", "orders")
         assert positions is not None and sum(positions.values()) == 40
     # The same offsets are committed to the Kafka consumer group, for Kafka's own tools.
     assert await _kafka_committed(prefix + "orders", prefix + "billing") == positions
@@ -66,7 +66,7 @@ async def test_a_retried_keyless_publish_lands_on_the_same_partition(tmp_path: P
 
         for _ in range(3):
             await bus.publish("t", {"n": 1}, id="same-id")
-        ends = await bus._log.end_offsets("t")  # type: ignore[attr-defined]
+        ends = await bus._core.backend.log.end_offsets("t")
         assert sorted(ends.values()) == [0, 0, 0, 3]
         await bus.drain()
         assert runs == ["same-id"]

@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 import afterward
 from afterward import ConfigError
 from afterward.events import Event, EventBus
-from afterward.events._backend import AppendRecord, Done, GroupLog
+from afterward.events._protocols import GroupLog
+from afterward.events._records import AppendRecord, Done
 from afterward.events.backends.redis import RedisLog
 from tests.events.distributed import REDIS, redis_bus_url
 
@@ -60,7 +61,7 @@ async def test_a_group_is_a_stream_consumer_group_with_every_entry_acked(
     url = redis_bus_url(tmp_path)
     stream = f"{_prefix(url)}stream:t"
     async with EventBus(url, batch_size=2) as bus:
-        assert isinstance(bus._log, GroupLog)
+        assert isinstance(bus._core.backend.log, GroupLog)
 
         @bus.subscribe("t", group="g")
         async def handle(event: Event) -> None:
@@ -73,7 +74,7 @@ async def test_a_group_is_a_stream_consumer_group_with_every_entry_acked(
         assert (info["name"], info["last-delivered-id"], info["pending"]) == (b"g", b"0-5", 0)
         assert info["consumers"] == 0  # the member left: nothing pending, so deleted
         assert (await raw.xpending(stream, "g"))["pending"] == 0
-        assert await bus._log.positions("g", "t") == {0: 5}
+        assert await bus._core.backend.state.positions("g", "t") == {0: 5}
         assert not await raw.exists(f"{_prefix(url)}claim:t:g")  # released on close
 
 
@@ -97,7 +98,7 @@ async def test_a_dead_consumers_pending_entries_are_taken_over_exactly_once(
         # recorded as processed already (say, a dead-letter retry ran it meanwhile).
         reply = await raw.xreadgroup("g", "dead", {stream: ">"}, count=2)
         assert [entry_id for entry_id, _ in reply[0][1]] == [b"0-4", b"0-5"]
-        await bus._log.commit("g", "t", {}, [Done(events[0].id, "k")])
+        await bus._core.backend.state.commit("g", "t", {}, [Done(events[0].id, "k")])
         assert (await raw.xpending(stream, "g"))["pending"] == 2
         before = afterward.stats().get("events.duplicate", 0)
         await bus.drain()

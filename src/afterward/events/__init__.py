@@ -3,7 +3,6 @@
 ``from afterward import EventBus, Event`` is the usual spelling; see ``docs/events.md``.
 """
 
-from afterward.events._backend import Attempt
 from afterward.events._bus import EventBus
 from afterward.events._envelope import DeadLetter, Event
 from afterward.events._queue import (
@@ -15,6 +14,7 @@ from afterward.events._queue import (
     subscribe_worker,
     worker_group,
 )
+from afterward.events._records import Attempt
 
 __all__ = [
     "JOB_TOPIC_PREFIX",

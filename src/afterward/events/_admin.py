@@ -1,27 +1,22 @@
-"""Operating a bus: lag and ``on_lag``, replay, dead letters (list, retry, discard).
-
-A base class of :class:`~afterward.events.EventBus`, kept apart so each file reads alone.
-"""
+"""Operating a bus: lag and ``on_lag``, replay, dead letters (list, retry, discard),
+flows: the :class:`Operating` methods of :class:`~afterward.EventBus`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
 
 from afterward._exceptions import ConfigError, NotFoundError
-from afterward._loop import run_sync
 from afterward._stats import incr
-from afterward.events._backend import AppendRecord, Attempt, Done, EventLog, FlowLog
-from afterward.events._consume import Subscription, attempt_of, error_text, run_handler
+from afterward.events._batch import attempt_of, error_text, run_handler
+from afterward.events._core import BusCore
 from afterward.events._envelope import DeadLetter, Event, decode_event, validate_topic
 from afterward.events._lag import LagCallback, LagWatch
+from afterward.events._records import AppendRecord, Attempt, Done
+from afterward.events._subscription import check_group
 
-__all__ = ["BusAdmin"]
-
-T = TypeVar("T")
+__all__ = ["Operating", "discard_dead_letter"]
 
 
 def _check_id(value: object, what: str = "dead letter ID") -> str:
@@ -45,20 +40,24 @@ def _correlation_of(payload: bytes) -> str | None:
     return cid
 
 
-class BusAdmin:
-    """Lag, replay and dead-letter operations of an :class:`~afterward.EventBus`."""
+async def discard_dead_letter(core: BusCore, dead_letter_id: str) -> None:
+    """Delete a dead letter (and its mirror's copy).
 
-    def __init__(self, log: EventLog) -> None:
-        self._log = log
-        self._subs: dict[tuple[str, str], Subscription] = {}
-        self._watches: list[LagWatch] = []
-        self.keep_history = True
+    Raises:
+        NotFoundError: no dead letter has that ID.
+    """
+    backend = core.backend
+    letter = await backend.state.dead_letter(_check_id(dead_letter_id))
+    if letter is None or not await backend.state.delete_dead_letter(dead_letter_id):
+        raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
+    if backend.mirror is not None:
+        await backend.mirror.mirror_dead_letter(letter, removed=True)
 
-    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
-        return run_sync(coro)
 
-    async def _register(self, sub: Subscription) -> dict[int, int]:
-        raise NotImplementedError  # provided by EventBus
+class Operating:
+    """Lag, replay, dead-letter and flow methods of :class:`~afterward.EventBus`."""
+
+    _core: BusCore
 
     # -- lag --------------------------------------------------------------------------
 
@@ -69,24 +68,22 @@ class BusAdmin:
         bus (a subscribed group that never consumed counts from where it will start).
         Runs the ``on_lag`` checks.
         """
-        pairs = {(g, t) for g, topics in (await self._log.groups()).items() for t in topics}
-        pairs |= set(self._subs)
+        core = self._core
+        state = core.backend.state
+        pairs = {(g, t) for g, topics in (await state.groups()).items() for t in topics}
+        pairs |= set(core.subs)
         result: dict[str, dict[str, int]] = {}
         for group, topic in sorted(pairs):
-            sub = self._subs.get((group, topic))
-            positions = await self._log.positions(group, topic)
+            sub = core.subs.get((group, topic))
+            positions = await state.positions(group, topic)
             if positions is None:
-                positions = await self._register(sub) if sub is not None else {}
-            ends = await self._log.end_offsets(topic)
-            lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
-            result.setdefault(group, {})[topic] = lag
-            for watch in self._watches:
-                await watch.check(group, topic, lag)
+                positions = await core.positions_of(sub) if sub is not None else {}
+            result.setdefault(group, {})[topic] = await core.lag_of(group, topic, positions)
         return result
 
     def lag_sync(self) -> dict[str, dict[str, int]]:
         """Sync twin of :meth:`lag`."""
-        return self._sync(self.lag())
+        return self._core.sync(self.lag())
 
     def on_lag(self, threshold: int = 10_000, callback: LagCallback | None = None) -> None:
         """Call ``callback(group, topic, lag)`` when a lag reaches ``threshold``.
@@ -99,7 +96,7 @@ class BusAdmin:
         """
         if callback is None:
             raise ConfigError("on_lag needs a callback(group, topic, lag)")
-        self._watches.append(LagWatch(threshold, callback))
+        self._core.watches.append(LagWatch(threshold, callback))
 
     # -- replay -----------------------------------------------------------------------
 
@@ -126,28 +123,30 @@ class BusAdmin:
             ConfigError: neither or both of ``since`` and ``from_offset``, or bad values.
         """
         validate_topic(topic)
-        if not isinstance(group, str) or not group:
-            raise ConfigError(f"group must be a non-empty str, got {group!r}")
+        check_group(group)
         if (since is None) == (from_offset is None):
             raise ConfigError("replay needs exactly one of since= and from_offset=")
+        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+            raise ConfigError(f"since must be an aware datetime, got {since!r}")
+        if from_offset is not None and (
+            isinstance(from_offset, bool) or not isinstance(from_offset, int) or from_offset < 0
+        ):
+            raise ConfigError(f"from_offset must be an int >= 0, got {from_offset!r}")
+        log, state = self._core.backend.log, self._core.backend.state
         if since is not None:
-            if not isinstance(since, datetime) or since.tzinfo is None:
-                raise ConfigError(f"since must be an aware datetime, got {since!r}")
-            positions = await self._log.offsets_for_time(topic, since)
+            positions = await log.offsets_for_time(topic, since)
         else:
-            if isinstance(from_offset, bool) or not isinstance(from_offset, int) or from_offset < 0:
-                raise ConfigError(f"from_offset must be an int >= 0, got {from_offset!r}")
-            ends = await self._log.end_offsets(topic) or {0: 0}
-            positions = {p: min(from_offset, end) for p, end in ends.items()}
-        await self._log.register(group, topic, positions)
-        await self._log.rewind(group, topic, positions, forget=reprocess)
+            ends = await log.end_offsets(topic) or {0: 0}
+            positions = {p: min(from_offset or 0, end) for p, end in ends.items()}
+        await state.register(group, topic, positions)
+        await state.rewind(group, topic, positions, forget=reprocess)
 
     # -- dead letters -----------------------------------------------------------------
 
     async def dead_letters_async(self, group: str | None = None) -> list[DeadLetter]:
         """Async twin of :meth:`dead_letters`."""
         if group is not None:
-            _check_id(group, "group")
+            check_group(group)
         return [
             DeadLetter(
                 id=d.id,
@@ -158,12 +157,12 @@ class BusAdmin:
                 attempts=d.attempts,
                 failed_at=d.failed_at,
             )
-            for d in await self._log.dead_letters(group)
+            for d in await self._core.backend.state.dead_letters(group)
         ]
 
     def dead_letters(self, group: str | None = None) -> list[DeadLetter]:
         """Dead letters (of ``group`` when given), oldest first."""
-        return self._sync(self.dead_letters_async(group))
+        return self._core.sync(self.dead_letters_async(group))
 
     async def retry_dead_letter(self, dead_letter_id: str) -> bool:
         """Run the dead letter's event through its group's handler again, now.
@@ -184,14 +183,16 @@ class BusAdmin:
         Raises:
             NotFoundError: no dead letter has that ID.
         """
-        stored = await self._log.dead_letter(_check_id(dead_letter_id))
+        core = self._core
+        state = core.backend.state
+        stored = await state.dead_letter(_check_id(dead_letter_id))
         if stored is None:
             raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
-        sub = self._subs.get((stored.group, stored.topic))
+        sub = core.subs.get((stored.group, stored.topic))
         if sub is None:
             # No handler here (the CLI, the dashboard): hand the event back to the log
             # with the same ID. Groups that processed it skip it; its group runs it.
-            await self._log.append(
+            await core.backend.log.append(
                 [
                     AppendRecord(
                         stored.topic,
@@ -203,17 +204,17 @@ class BusAdmin:
                     )
                 ]
             )
-            await self._log.delete_dead_letter(dead_letter_id)
+            await discard_dead_letter(core, dead_letter_id)
             return True
         event = decode_event(stored.payload)
-        if await self._log.processed(stored.group, [event.id]):
+        if await state.processed(stored.group, [event.id]):
             # The group ran it successfully meanwhile (the producer published the same
             # ID again, or the letter was handed back): never a second successful run.
-            await self._log.delete_dead_letter(dead_letter_id)
+            await discard_dead_letter(core, dead_letter_id)
             incr("events.duplicate")
             return True
         retry_sub = replace(sub, retries=0)
-        flow = self._log if self.keep_history and isinstance(self._log, FlowLog) else None
+        flow = core.backend.flow if core.settings.keep_history else None
         history: list[Attempt] | None = [] if flow is not None else None
         attempts, error, tb = await run_handler(retry_sub, event, stored.attempts + 1, history)
         if flow is not None and history is not None:
@@ -223,20 +224,20 @@ class BusAdmin:
                 )
             await flow.add_attempts(history)
         if error is None:
-            await self._log.commit(
+            await state.commit(
                 stored.group, stored.topic, {}, [Done(event.id, event.key, event.version)]
             )
-            await self._log.delete_dead_letter(dead_letter_id)
+            await discard_dead_letter(core, dead_letter_id)
             incr("events.handled")
             return True
-        await self._log.update_dead_letter(
+        await state.update_dead_letter(
             replace(stored, error=error_text(error), traceback=tb, attempts=attempts)
         )
         return False
 
     def retry_dead_letter_sync(self, dead_letter_id: str) -> bool:
         """Sync twin of :meth:`retry_dead_letter`."""
-        return self._sync(self.retry_dead_letter(dead_letter_id))
+        return self._core.sync(self.retry_dead_letter(dead_letter_id))
 
     async def discard_dead_letter(self, dead_letter_id: str) -> None:
         """Delete a dead letter for good.
@@ -244,21 +245,21 @@ class BusAdmin:
         Raises:
             NotFoundError: no dead letter has that ID.
         """
-        if not await self._log.delete_dead_letter(_check_id(dead_letter_id)):
-            raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
+        await discard_dead_letter(self._core, dead_letter_id)
 
     def discard_dead_letter_sync(self, dead_letter_id: str) -> None:
         """Sync twin of :meth:`discard_dead_letter`."""
-        self._sync(self.discard_dead_letter(dead_letter_id))
+        self._core.sync(self.discard_dead_letter(dead_letter_id))
 
     # -- flows (backends with the FlowLog capability) ---------------------------------
 
     async def events_for_async(self, correlation_id: str, limit: int = 1000) -> list[Event]:
         """Async twin of :meth:`events_for`."""
         _check_id(correlation_id, "correlation ID")
-        if not isinstance(self._log, FlowLog):
+        flow = self._core.backend.flow
+        if flow is None:
             return []
-        return [decode_event(s.payload) for s in await self._log.events_for(correlation_id, limit)]
+        return [decode_event(s.payload) for s in await flow.events_for(correlation_id, limit)]
 
     def events_for(self, correlation_id: str, limit: int = 1000) -> list[Event]:
         """The stored events with that correlation ID (up to ``limit``), oldest first.
@@ -271,14 +272,15 @@ class BusAdmin:
             >>> [e.topic for e in bus.events_for(cid)]
             ['order.completed', 'afterward.jobs.default']
         """
-        return self._sync(self.events_for_async(correlation_id, limit))
+        return self._core.sync(self.events_for_async(correlation_id, limit))
 
     async def history_async(self, correlation_id: str, limit: int = 1000) -> list[Attempt]:
         """Async twin of :meth:`history`."""
         _check_id(correlation_id, "correlation ID")
-        if not isinstance(self._log, FlowLog):
+        flow = self._core.backend.flow
+        if flow is None:
             return []
-        return await self._log.attempts_for(correlation_id, limit)
+        return await flow.attempts_for(correlation_id, limit)
 
     def history(self, correlation_id: str, limit: int = 1000) -> list[Attempt]:
         """What every group did with that correlation ID's events, oldest first.
@@ -291,4 +293,4 @@ class BusAdmin:
         store) and ``sqlite://`` (kept with the events); other backends return ``[]``,
         and so does a bus made with ``keep_history=False`` for what it consumed.
         """
-        return self._sync(self.history_async(correlation_id, limit))
+        return self._core.sync(self.history_async(correlation_id, limit))

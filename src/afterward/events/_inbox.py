@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -28,9 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from afterward._stats import incr
 from afterward.events._envelope import Event
-
-if TYPE_CHECKING:
-    from afterward.events._consume import Subscription
+from afterward.events._subscription import Subscription
 
 __all__ = ["inbox_table", "run_in_inbox"]
 

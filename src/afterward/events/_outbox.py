@@ -18,20 +18,42 @@ has written an outbox row to).
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from afterward._transactions import current_transaction
-from afterward.events._backend import AppendRecord
+from afterward.events._records import AppendRecord
 
-if TYPE_CHECKING:
-    from afterward.events._bus import EventBus
-
-__all__ = ["OutboxStore", "relay", "store_for", "write_to_outbox", "write_to_outbox_async"]
+__all__ = [
+    "OutboxOwner",
+    "OutboxStore",
+    "outbox_records",
+    "outbox_rows",
+    "relay",
+    "store_for",
+    "write_to_outbox",
+    "write_to_outbox_async",
+]
 
 logger = logging.getLogger("afterward.events")
+
+
+class OutboxOwner(Protocol):
+    """The bus side of an outbox (a bus's core): where its rows go, and how."""
+
+    outboxes: dict[object, OutboxStore]
+
+    @property
+    def outbox_address(self) -> str:
+        """The bus URL stored with each row: the relay moves only its own bus's rows."""
+        ...
+
+    async def append_now(self, records: list[AppendRecord]) -> None:
+        """Append ``records`` to the bus's log (never back to an outbox)."""
 
 
 class OutboxStore:
@@ -48,7 +70,7 @@ class OutboxStore:
         """:meth:`write` from a coroutine (an ``AsyncSession``'s transaction)."""
         self.write(owner, bus_url, records)
 
-    def claim(self, bus: EventBus, limit: int) -> int:
+    def claim(self, bus: OutboxOwner, limit: int) -> int:
         """In one transaction: delete up to ``limit`` of ``bus``'s rows, append them to
         the bus, commit; return how many. Runs on a plain thread."""
         raise NotImplementedError
@@ -56,46 +78,47 @@ class OutboxStore:
 
 def store_for(target: Any) -> OutboxStore:
     """The outbox of a transaction owner, an engine, a sessionmaker or a Django alias."""
+    # Each adapter imports its framework: only the one the app uses is loaded.
     if isinstance(target, str):
-        from afterward.events._outbox_sql import DjangoOutbox
+        from afterward.events._outbox_django import DjangoOutbox
 
         return DjangoOutbox(target)
-    from afterward.events._outbox_sql import SQLAlchemyOutbox
+    from afterward.events._outbox_sqlalchemy import SQLAlchemyOutbox
 
     return SQLAlchemyOutbox.of(target)
 
 
-def _open(bus: EventBus) -> tuple[Any, OutboxStore] | None:
+def _open(bus: OutboxOwner) -> tuple[Any, OutboxStore] | None:
     transaction = current_transaction()
     if transaction is None:
         return None
     store = store_for(transaction.owner)
-    bus._outboxes[store.ident] = store
+    bus.outboxes[store.ident] = store
     transaction.on_commit(lambda: _relayer.wake(bus, store))
     return transaction.owner, store
 
 
-def write_to_outbox(bus: EventBus, records: list[AppendRecord]) -> bool:
+def write_to_outbox(bus: OutboxOwner, records: list[AppendRecord]) -> bool:
     """Write ``records`` to the open transaction's outbox; false when none is open."""
     found = _open(bus)
     if found is None:
         return False
     owner, store = found
-    store.write(owner, bus._outbox_address, records)
+    store.write(owner, bus.outbox_address, records)
     return True
 
 
-async def write_to_outbox_async(bus: EventBus, records: list[AppendRecord]) -> bool:
+async def write_to_outbox_async(bus: OutboxOwner, records: list[AppendRecord]) -> bool:
     """:func:`write_to_outbox` for ``publish`` (works inside an ``AsyncSession`` too)."""
     found = _open(bus)
     if found is None:
         return False
     owner, store = found
-    await store.write_async(owner, bus._outbox_address, records)
+    await store.write_async(owner, bus.outbox_address, records)
     return True
 
 
-def relay(bus: EventBus, store: OutboxStore, batch: int = 500) -> int:
+def relay(bus: OutboxOwner, store: OutboxStore, batch: int = 500) -> int:
     """Move every pending outbox row of ``bus`` in ``store`` to the bus (blocking; not
     on afterward's background loop)."""
     total = 0
@@ -106,15 +129,40 @@ def relay(bus: EventBus, store: OutboxStore, batch: int = 500) -> int:
             return total
 
 
+def outbox_rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any]]:
+    """The outbox rows of ``records`` (columns: bus, topic, key, event_id, ts, payload)."""
+    return [
+        {
+            "bus": bus_url,
+            "topic": r.topic,
+            "key": r.key,
+            "event_id": r.event_id,
+            "ts": r.timestamp,
+            "payload": r.payload.decode(),
+        }
+        for r in records
+    ]
+
+
+def outbox_records(rows: Sequence[Any]) -> list[AppendRecord]:
+    """The records of claimed rows (id, topic, key, event_id, ts, payload), in id order."""
+    return [
+        AppendRecord(
+            topic, key, event_id, ts, payload.encode(), json.loads(payload)["correlation_id"]
+        )
+        for _, topic, key, event_id, ts, payload in sorted(rows)
+    ]
+
+
 class _Relayer:
     """One daemon thread per process relaying outboxes after commits."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[EventBus, OutboxStore]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[OutboxOwner, OutboxStore]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def wake(self, bus: EventBus, store: OutboxStore) -> None:
+    def wake(self, bus: OutboxOwner, store: OutboxStore) -> None:
         """Relay ``store``'s rows of ``bus`` soon (starting the thread if needed)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():

@@ -26,22 +26,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from afterward._exceptions import ConfigError, NotFoundError
 from afterward._stats import incr
-from afterward.events._envelope import Event
+from afterward.events._envelope import DeadLetter, Event
+from afterward.events._subscription import Handler
 from afterward.jobs import JobPayload, register_connection, run_failed, run_payload
-
-if TYPE_CHECKING:
-    from afterward.events._bus import EventBus
 
 __all__ = [
     "JOB_TOPIC_PREFIX",
     "WORKER_GROUP_PREFIX",
     "FailedJob",
+    "JobBus",
     "QueueConnection",
     "failed_jobs",
     "is_worker_group",
@@ -57,6 +57,53 @@ JOB_TOPIC_PREFIX = "afterward.jobs."
 #: Groups of queue workers are ``afterward.worker.<queue>``; their dead letters are the
 #: failed jobs.
 WORKER_GROUP_PREFIX = "afterward.worker."
+
+
+class JobBus(Protocol):
+    """What the queue needs of an :class:`~afterward.EventBus`."""
+
+    async def publish(
+        self,
+        topic: str,
+        data: Any,
+        key: str | None = None,
+        version: int | None = None,
+        id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Event:
+        """Publish one event."""
+        ...
+
+    def publish_sync(
+        self,
+        topic: str,
+        data: Any,
+        key: str | None = None,
+        version: int | None = None,
+        id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Event:
+        """Publish one event, from sync code."""
+        ...
+
+    def subscribe(
+        self,
+        topic: str,
+        *,
+        group: str,
+        retries: int = 3,
+        backoff: float | Iterable[float] = (0.1, 1, 5),
+        concurrency: int = 1,
+    ) -> Callable[[Handler], Handler]:
+        """Subscribe a handler."""
+        ...
+
+    async def dead_letters_async(self, group: str | None = None) -> list[DeadLetter]:
+        """List dead letters."""
+        ...
+
+    async def discard_dead_letter(self, dead_letter_id: str) -> None:
+        """Delete a dead letter."""
 
 
 def job_topic(queue: str) -> str:
@@ -113,7 +160,7 @@ class FailedJob:
 class QueueConnection:
     """The ``"queue"`` job connection: publishes jobs to a bus (see the module doc)."""
 
-    def __init__(self, bus: EventBus, queue: str = "default") -> None:
+    def __init__(self, bus: JobBus, queue: str = "default") -> None:
         if not isinstance(queue, str) or not queue:
             raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
         self.bus = bus
@@ -136,14 +183,14 @@ def _event_id(payload: JobPayload, round_: str) -> str:
     return f"{payload.id}:{round_}:{payload.attempt}"
 
 
-def use_for_jobs(bus: EventBus, queue: str = "default") -> QueueConnection:
+def use_for_jobs(bus: JobBus, queue: str = "default") -> QueueConnection:
     """Register ``bus`` as the ``"queue"`` job connection (jobs go to ``queue``)."""
     connection = QueueConnection(bus, queue)
     register_connection("queue", connection)
     return connection
 
 
-def subscribe_worker(bus: EventBus, queue: str = "default", concurrency: int = 1) -> str:
+def subscribe_worker(bus: JobBus, queue: str = "default", concurrency: int = 1) -> str:
     """Subscribe the job runner of ``queue`` on ``bus``; return the worker group.
 
     What ``afterward worker`` does: after it, ``bus.run()`` (or ``drain()``) runs the
@@ -198,7 +245,7 @@ def subscribe_worker(bus: EventBus, queue: str = "default", concurrency: int = 1
     return group
 
 
-async def failed_jobs(bus: EventBus, queue: str | None = None) -> list[FailedJob]:
+async def failed_jobs(bus: JobBus, queue: str | None = None) -> list[FailedJob]:
     """Failed jobs (of ``queue`` when given), oldest first."""
     found = []
     for letter in await bus.dead_letters_async():
@@ -226,7 +273,7 @@ async def failed_jobs(bus: EventBus, queue: str | None = None) -> list[FailedJob
     return found
 
 
-async def retry_failed_job(bus: EventBus, failed_id: str) -> None:
+async def retry_failed_job(bus: JobBus, failed_id: str) -> None:
     """Put a failed job back on its queue with all its tries, and drop it from the store.
 
     Raises:

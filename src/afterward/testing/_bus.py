@@ -33,8 +33,9 @@ class TestBus(EventBus):
         """Every event published so far (to ``topic`` when given), in publish order."""
         from afterward.events.backends.memory import MemoryLog
 
-        assert isinstance(self._log, MemoryLog)
-        logs = self._log._store.logs
+        log = self._core.backend.log
+        assert isinstance(log, MemoryLog)
+        logs = log._store.logs
         if topic is not None:
             # The log's own order: timestamps need not ascend (publishing threads).
             return [decode_event(r.payload) for r in logs.get(topic, [])]

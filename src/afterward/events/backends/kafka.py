@@ -46,7 +46,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -58,15 +58,8 @@ from aiokafka.partitioner import murmur2
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._loop import background_loop, in_background_loop
-from afterward.events._backend import (
-    AppendRecord,
-    ConnectContext,
-    Done,
-    EventLog,
-    Member,
-    StoredDeadLetter,
-    StoredEvent,
-)
+from afterward.events._protocols import Backend, ConnectContext, Member, StateStore
+from afterward.events._records import AppendRecord, Done, StoredDeadLetter, StoredEvent
 from afterward.events.backends._kafka_clients import (
     Conn as _Conn,
 )
@@ -117,15 +110,11 @@ class KafkaLog(ConnectContext):
 
     scheme = "kafka"
 
-    def __init__(self, url: str = "kafka://127.0.0.1:9092") -> None:
-        from afterward.events.backends import open_backend
-
+    def __init__(self, url: str, store: StateStore) -> None:
         self.url = url
         self.bootstrap, options = _options(url)
         self.prefix = options.pop("prefix", "")
-        store_url = options.pop("store", "sqlite:///afterward.db")
-        if store_url.split("://", 1)[0].lower() == "kafka":
-            raise ConfigError("the state store of a Kafka bus cannot be Kafka itself")
+        options.pop("store", None)  # opened by open_backend
         try:
             self.partitions = int(options.pop("partitions", "4"))
             self._timeout_ms = int(options.pop("request_timeout_ms", "40000"))
@@ -139,7 +128,7 @@ class KafkaLog(ConnectContext):
             raise ConfigError(f"bad number in Kafka bus URL {url!r}: {exc}") from exc
         if options:
             raise ConfigError(f"unknown Kafka bus URL options {sorted(options)} in {url!r}")
-        self.store: EventLog = open_backend(store_url)
+        self.store = store
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
             weakref.WeakKeyDictionary()
         )
@@ -255,7 +244,6 @@ class KafkaLog(ConnectContext):
         return len(found or ())
 
     async def connect(self) -> None:
-        await self.store.connect()
         await self._conn()
 
     async def aclose(self) -> None:
@@ -268,7 +256,6 @@ class KafkaLog(ConnectContext):
         if background is not None:
             conns[background_loop()] = background
         await close_on_their_loops(conns, _close)
-        await self.store.aclose()
 
     # -- the log ----------------------------------------------------------------------
 
@@ -508,39 +495,6 @@ class KafkaLog(ConnectContext):
 
     # -- groups -----------------------------------------------------------------------
 
-    async def positions(self, group: str, topic: str) -> dict[int, int] | None:
-        return await self.store.positions(group, topic)
-
-    async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
-        await self.store.register(group, topic, positions)
-
-    async def groups(self) -> dict[str, list[str]]:
-        return await self.store.groups()
-
-    async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
-        return await self.store.claim(group, topic, owner, ttl)
-
-    async def release(self, group: str, topic: str, owner: str) -> None:
-        await self.store.release(group, topic, owner)
-
-    async def commit(
-        self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
-    ) -> None:
-        await self.store.commit(group, topic, positions, done)
-
-    async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
-        return await self.store.processed(group, event_ids)
-
-    async def key_versions(self, group: str, topic: str, keys: Sequence[str]) -> dict[str, int]:
-        return await self.store.key_versions(group, topic, keys)
-
-    async def rewind(
-        self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
-    ) -> None:
-        # Members seek to the store's positions whenever partitions are assigned to
-        # them; Kafka's committed offsets follow with the group's next commit.
-        await self.store.rewind(group, topic, positions, forget=forget)
-
     async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
         """Join the Kafka consumer group ``group`` on ``topic`` (the :class:`GroupLog`
         capability): the broker shares the topic's partitions among the members. A dead
@@ -594,25 +548,9 @@ class KafkaLog(ConnectContext):
                 self._dlq_topic(letter), value, key=letter.id.encode(), headers=headers
             )
 
-    async def add_dead_letter(self, letter: StoredDeadLetter) -> None:
-        await self.store.add_dead_letter(letter)
-        await self._mirror(letter, letter.payload)
-
-    async def dead_letters(self, group: str | None) -> list[StoredDeadLetter]:
-        return await self.store.dead_letters(group)
-
-    async def dead_letter(self, letter_id: str) -> StoredDeadLetter | None:
-        return await self.store.dead_letter(letter_id)
-
-    async def update_dead_letter(self, letter: StoredDeadLetter) -> None:
-        await self.store.update_dead_letter(letter)
-
-    async def delete_dead_letter(self, letter_id: str) -> bool:
-        letter = await self.store.dead_letter(letter_id)
-        deleted = await self.store.delete_dead_letter(letter_id)
-        if letter is not None and deleted:
-            await self._mirror(letter, None)  # a tombstone: compaction drops the letter
-        return deleted
+    async def mirror_dead_letter(self, letter: StoredDeadLetter, *, removed: bool) -> None:
+        """Copy ``letter`` to ``<topic>.dlq.<group>`` (a tombstone once ``removed``)."""
+        await self._mirror(letter, None if removed else letter.payload)
 
 
 #: Per (topic, partition) of a produce round: its (batch, delivery future) pairs, or the
@@ -808,3 +746,13 @@ class _KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
                 await asyncio.gather(self._mirror, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+
+def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+    """The backend of a ``kafka://`` URL: the log in Kafka, the state in ``store=``."""
+    _, options = _options(url)
+    store_url = options.get("store", "sqlite:///afterward.db")
+    if store_url.split("://", 1)[0].lower() == "kafka":
+        raise ConfigError("the state store of a Kafka bus cannot be Kafka itself")
+    store = open_store(store_url)
+    return Backend(KafkaLog(url, store), store)

@@ -13,18 +13,12 @@ from __future__ import annotations
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from afterward.events._backend import (
-    AppendRecord,
-    Attempt,
-    ConnectContext,
-    Done,
-    StoredDeadLetter,
-    StoredEvent,
-)
+from afterward.events._protocols import Backend, ConnectContext, StateStore
+from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 
 __all__ = ["HISTORY_LIMIT", "MemoryLog"]
 
@@ -188,3 +182,8 @@ class MemoryLog(ConnectContext):
     async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
         found = [a for a in self._store.attempts if a.correlation_id == correlation_id]
         return found[:limit]
+
+
+def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+    """The backend of a ``memory://`` URL: the log is its own state store."""
+    return Backend.of(MemoryLog(url))

@@ -59,7 +59,7 @@ import socket
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -69,14 +69,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._loop import background_loop, in_background_loop
-from afterward.events._backend import (
-    AppendRecord,
-    ConnectContext,
-    Done,
-    Member,
-    StoredDeadLetter,
-    StoredEvent,
-)
+from afterward.events._protocols import Backend, ConnectContext, Member, StateStore
+from afterward.events._records import AppendRecord, Done, StoredDeadLetter, StoredEvent
 from afterward.events.backends._loops import close_on_their_loops
 
 __all__ = ["RedisLog"]
@@ -812,3 +806,8 @@ def _close_background() -> None:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(conn.aclose(), background_loop()).result(5)
     _background_clients.clear()
+
+
+def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+    """The backend of a ``redis://`` URL: the log is its own state store."""
+    return Backend.of(RedisLog(url))

@@ -27,14 +27,8 @@ from typing import Any, TypeVar
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
 from afterward._threads import DaemonExecutor
-from afterward.events._backend import (
-    AppendRecord,
-    Attempt,
-    ConnectContext,
-    Done,
-    StoredDeadLetter,
-    StoredEvent,
-)
+from afterward.events._protocols import Backend, ConnectContext, StateStore
+from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 
 __all__ = ["SQLiteLog", "path_of"]
 
@@ -471,3 +465,8 @@ def _translate(exc: sqlite3.Error, path: Path) -> BackendError:
     ):
         return BackendUnavailable(message, backend="sqlite")
     return BackendError(message, backend="sqlite")
+
+
+def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+    """The backend of a ``sqlite://`` URL: the log is its own state store."""
+    return Backend.of(SQLiteLog(url))

@@ -19,27 +19,20 @@ import inspect
 import logging
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import cast
 
 from afterward._stats import incr
 from afterward.defer import DeferScope
-from afterward.events._backend import (
-    Attempt,
-    Done,
-    EventLog,
-    FlowLog,
-    Member,
-    StoredDeadLetter,
-    StoredEvent,
-)
 from afterward.events._envelope import Event, decode_event
+from afterward.events._protocols import Backend, Member
+from afterward.events._records import Attempt, Done, StoredDeadLetter, StoredEvent
+from afterward.events._subscription import Subscription
 
 __all__ = [
-    "Handler",
-    "Subscription",
+    "add_dead_letter",
     "attempt_of",
     "error_text",
     "process_batch",
@@ -48,33 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("afterward.events")
-
-Handler = Callable[[Event], Awaitable[None] | None]
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """A handler subscribed to ``topic`` for ``group``, with its options."""
-
-    topic: str
-    group: str
-    handler: Handler
-    retries: int
-    backoff: tuple[float, ...]
-    concurrency: int
-    start: Literal["earliest", "latest"]
-    inbox: Any = None
-    is_async: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Looked up once, not per event (inspect is not free on the hot path).
-        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
-
-    def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before attempt ``attempt + 1``."""
-        if not self.backoff:
-            return 0.0
-        return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
 
 
 async def _call(sub: Subscription, event: Event) -> None:
@@ -162,15 +128,15 @@ def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 class _Batch:
     def __init__(
-        self, log: EventLog, sub: Subscription, processed: set[str], history: bool
+        self, backend: Backend, sub: Subscription, processed: set[str], history: bool
     ) -> None:
-        self.log = log
+        self.backend = backend
         self.sub = sub
         self.seen = processed
         self.versions: dict[str, int] = {}
         self.done: list[Done] = []
         # Only backends with the flow capability keep attempts: others pay nothing.
-        keep = history and isinstance(log, FlowLog)
+        keep = history and backend.flow is not None
         self.history: list[Attempt] | None = [] if keep else None
 
     async def run_chain(self, chain: Sequence[tuple[StoredEvent, Event]]) -> None:
@@ -200,7 +166,8 @@ class _Batch:
             self.done.append(Done(event.id, event.key, event.version))
             return
         incr("events.dead_lettered")
-        await self.log.add_dead_letter(
+        await add_dead_letter(
+            self.backend,
             StoredDeadLetter(
                 id=str(uuid.uuid4()),
                 group=self.sub.group,
@@ -210,7 +177,7 @@ class _Batch:
                 traceback=tb,
                 attempts=attempts,
                 failed_at=datetime.now(UTC),
-            )
+            ),
         )
         if self.history is not None:
             self.history.append(
@@ -219,8 +186,15 @@ class _Batch:
         self.done.append(Done(event.id, processed=False))
 
 
+async def add_dead_letter(backend: Backend, letter: StoredDeadLetter) -> None:
+    """Store ``letter`` (and copy it where the log mirrors dead letters)."""
+    await backend.state.add_dead_letter(letter)
+    if backend.mirror is not None:
+        await backend.mirror.mirror_dead_letter(letter, removed=False)
+
+
 async def process_batch(
-    log: EventLog,
+    backend: Backend,
     sub: Subscription,
     stored: Sequence[StoredEvent],
     *,
@@ -229,15 +203,16 @@ async def process_batch(
 ) -> dict[int, int]:
     """Handle ``stored`` for ``sub`` and commit; return the new positions.
 
-    With ``history`` and a :class:`FlowLog` backend, also record the batch's attempts.
-    With ``member`` (a :class:`GroupLog` backend), commit through it.
+    With ``history`` and a backend that keeps flows, also record the batch's attempts.
+    With ``member`` (a backend with consumer groups), commit through it.
     """
+    state = backend.state
     events = [(s, decode_event(s.payload)) for s in stored]
-    processed = await log.processed(sub.group, list({e.id for _, e in events}))
-    batch = _Batch(log, sub, processed, history)
+    processed = await state.processed(sub.group, list({e.id for _, e in events}))
+    batch = _Batch(backend, sub, processed, history)
     keys = list({e.key for _, e in events if e.key is not None and e.version is not None})
     if keys:
-        batch.versions = await log.key_versions(sub.group, sub.topic, keys)
+        batch.versions = await state.key_versions(sub.group, sub.topic, keys)
 
     chains: dict[object, list[tuple[StoredEvent, Event]]] = {}
     for index, item in enumerate(events):
@@ -263,12 +238,12 @@ async def process_batch(
     positions: dict[int, int] = {}
     for s in stored:
         positions[s.partition] = max(positions.get(s.partition, 0), s.offset + 1)
-    if batch.history and isinstance(log, FlowLog):
+    if batch.history and backend.flow is not None:
         # Before the commit: a crash in between repeats the batch, and its history
         # then shows the runs twice, as they happened.
-        await log.add_attempts(batch.history)
+        await backend.flow.add_attempts(batch.history)
     if member is not None:
         await member.commit(positions, batch.done)
     else:
-        await log.commit(sub.group, sub.topic, positions, batch.done)
+        await state.commit(sub.group, sub.topic, positions, batch.done)
     return positions

@@ -1,13 +1,12 @@
-"""Outbox tables on the user's database: SQLAlchemy (any dialect with ``RETURNING``:
-SQLite >= 3.35, PostgreSQL...) and Django (SQLite, PostgreSQL)."""
+"""The outbox table on a SQLAlchemy database (any dialect with ``RETURNING``: SQLite >=
+3.35, PostgreSQL...). Imported only when an app publishes inside a SQLAlchemy
+transaction (``afterward[sqlalchemy]``)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -29,13 +28,10 @@ from sqlalchemy.pool import NullPool
 
 from afterward._exceptions import ConfigError, PublishError
 from afterward._loop import run_sync
-from afterward.events._backend import AppendRecord
-from afterward.events._outbox import OutboxStore
+from afterward.events._outbox import OutboxOwner, OutboxStore, outbox_records, outbox_rows
+from afterward.events._records import AppendRecord
 
-if TYPE_CHECKING:
-    from afterward.events._bus import EventBus
-
-__all__ = ["DjangoOutbox", "SQLAlchemyOutbox", "engine_of"]
+__all__ = ["SQLAlchemyOutbox", "engine_of", "outbox_table"]
 
 _metadata = MetaData()
 outbox_table = Table(
@@ -62,29 +58,6 @@ def engine_of(target: Any) -> Engine:
     if isinstance(bind, Engine):
         return bind
     raise ConfigError(f"expected a SQLAlchemy Engine, Session or sessionmaker, got {target!r}")
-
-
-def _rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any]]:
-    return [
-        {
-            "bus": bus_url,
-            "topic": r.topic,
-            "key": r.key,
-            "event_id": r.event_id,
-            "ts": r.timestamp,
-            "payload": r.payload.decode(),
-        }
-        for r in records
-    ]
-
-
-def _records(rows: Sequence[Any]) -> list[AppendRecord]:
-    return [
-        AppendRecord(
-            topic, key, event_id, ts, payload.encode(), json.loads(payload)["correlation_id"]
-        )
-        for _, topic, key, event_id, ts, payload in sorted(rows)
-    ]
 
 
 class SQLAlchemyOutbox(OutboxStore):
@@ -121,7 +94,7 @@ class SQLAlchemyOutbox(OutboxStore):
             # In the user's transaction: if it rolls back, so does the table; it is
             # marked created only once a relay (after a commit) has seen it.
             outbox_table.create(connection, checkfirst=True)
-        connection.execute(insert(outbox_table), _rows(bus_url, records))
+        connection.execute(insert(outbox_table), outbox_rows(bus_url, records))
 
     async def write_async(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
         proxy = async_session(owner)
@@ -131,17 +104,17 @@ class SQLAlchemyOutbox(OutboxStore):
         connection = await proxy.connection()
         if not self.created:
             await connection.run_sync(lambda c: outbox_table.create(c, checkfirst=True))
-        await connection.execute(insert(outbox_table), _rows(bus_url, records))
+        await connection.execute(insert(outbox_table), outbox_rows(bus_url, records))
 
-    def claim(self, bus: EventBus, limit: int) -> int:
+    def claim(self, bus: OutboxOwner, limit: int) -> int:
         if self.engine.dialect.is_async:
             return run_sync(self._claim_async(bus, limit))
         with self.engine.begin() as connection:
             if not self.created:
                 outbox_table.create(connection, checkfirst=True)
-            rows = connection.execute(*self._claim_statement(bus._outbox_address, limit)).all()
+            rows = connection.execute(*self._claim_statement(bus.outbox_address, limit)).all()
             if rows:
-                run_sync(bus._append(_records(rows), outbox=False))
+                run_sync(bus.append_now(outbox_records(rows)))
         self.created = True
         return len(rows)
 
@@ -154,7 +127,7 @@ class SQLAlchemyOutbox(OutboxStore):
             .returning(t.c.id, t.c.topic, t.c.key, t.c.event_id, t.c.ts, t.c.payload),
         )
 
-    async def _claim_async(self, bus: EventBus, limit: int) -> int:
+    async def _claim_async(self, bus: OutboxOwner, limit: int) -> int:
         # An async driver's connections belong to the loop that made them: the relay
         # opens its own, on afterward's background loop.
         engine = create_async_engine(self.engine.url, poolclass=NullPool)
@@ -162,68 +135,11 @@ class SQLAlchemyOutbox(OutboxStore):
             async with engine.begin() as connection:
                 await connection.run_sync(lambda c: outbox_table.create(c, checkfirst=True))
                 rows = (
-                    await connection.execute(*self._claim_statement(bus._outbox_address, limit))
+                    await connection.execute(*self._claim_statement(bus.outbox_address, limit))
                 ).all()
                 if rows:
-                    await bus._append(_records(rows), outbox=False)
+                    await bus.append_now(outbox_records(rows))
         finally:
             await engine.dispose()
         self.created = True
-        return len(rows)
-
-
-_DJANGO_DDL = {
-    "sqlite": "id INTEGER PRIMARY KEY AUTOINCREMENT",
-    "postgresql": "id BIGSERIAL PRIMARY KEY",
-}
-
-
-class DjangoOutbox(OutboxStore):
-    """The outbox table in a Django database (by alias)."""
-
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
-        self.ident = ("django", alias)
-
-    def _create(self, cursor: Any, vendor: str) -> None:
-        if vendor not in _DJANGO_DDL:
-            raise ConfigError(f"the outbox supports SQLite and PostgreSQL, not {vendor!r}")
-        cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS afterward_outbox ({_DJANGO_DDL[vendor]}, "
-            "bus VARCHAR(500) NOT NULL, topic VARCHAR(249) NOT NULL, key TEXT, "
-            "event_id VARCHAR(255) NOT NULL, ts DOUBLE PRECISION NOT NULL, "
-            "payload TEXT NOT NULL)"
-        )
-
-    def write(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
-        from django.db import connections
-
-        connection = connections[self.alias]
-        with connection.cursor() as cursor:
-            self._create(cursor, connection.vendor)
-            cursor.executemany(
-                "INSERT INTO afterward_outbox (bus, topic, key, event_id, ts, payload) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                [tuple(row.values()) for row in _rows(bus_url, records)],
-            )
-
-    def claim(self, bus: EventBus, limit: int) -> int:
-        from django.db import connections, transaction
-
-        connection = connections[self.alias]
-        try:
-            with transaction.atomic(using=self.alias), connection.cursor() as cursor:
-                self._create(cursor, connection.vendor)
-                cursor.execute(
-                    "DELETE FROM afterward_outbox WHERE id IN (SELECT id FROM afterward_outbox "
-                    "WHERE bus = %s ORDER BY id LIMIT %s) "
-                    "RETURNING id, topic, key, event_id, ts, payload",
-                    [bus._outbox_address, limit],
-                )
-                rows = cursor.fetchall()
-                if rows:
-                    run_sync(bus._append(_records(rows), outbox=False))
-        finally:
-            if not connection.in_atomic_block:
-                connection.close()  # a relay thread's own connection: do not leak it
         return len(rows)

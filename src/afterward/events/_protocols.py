@@ -1,10 +1,24 @@
-"""The event-log protocol every backend implements: a handful of async primitives.
+"""The seam between the bus and its backends: small capability protocols.
 
 The bus (:mod:`afterward.events._bus`) does the shared work once: envelopes, validation,
 schemas, idempotency, the version guard, retries, dead letters, lag and ``on_lag``.
-A backend only stores bytes and positions. The in-memory backend
+A backend supplies primitives, grouped by capability:
+
+- :class:`Log`: append and read events, end offsets, offsets by time.
+- :class:`GroupState`: a group's positions, processed IDs and key versions, committed
+  together; :class:`Claims`: one consumer per (group, topic);
+  :class:`DeadLetterStore`: the dead letters. :class:`StateStore` is the three.
+- :class:`EventLog` is a log that is also its own state store (memory, SQLite, Redis).
+- Optional: :class:`FlowLog` (events and attempts by correlation ID),
+  :class:`GroupLog` (the broker hands a group's work out to :class:`Member` s),
+  :class:`DeadLetterMirror` (a log that copies dead letters somewhere of its own).
+
+:class:`Backend` is what a bus URL opens: a log and the state store beside it (the same
+object except on Kafka, whose state lives in another backend), with the optional
+capabilities looked up once. The in-memory backend
 (:mod:`afterward.events.backends.memory`) is the reference implementation; the
-conformance suite (``tests/events/test_conformance.py``) runs against every backend.
+conformance suite (``tests/events/test_conformance.py``) and the primitive tests
+(``tests/events/test_primitives.py``) run against every backend.
 
 Vocabulary:
 
@@ -18,100 +32,59 @@ Vocabulary:
 
 Every primitive may raise :class:`~afterward.BackendError` (or
 :class:`~afterward.BackendUnavailable`) and nothing else: backends translate their driver
-errors. Coroutines may be awaited from any event loop, including afterward's background
-loop (the sync twins run there), so a backend must not bind itself to one loop at
-``connect`` or must reconnect per loop.
+errors (:mod:`afterward.events.backends._driver`). Coroutines may be awaited from any
+event loop, including afterward's background loop (the sync twins run there), so a
+backend must not bind itself to one loop at ``connect`` or must keep a client per loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from afterward.events._records import (
+    AppendRecord,
+    Attempt,
+    Done,
+    StoredDeadLetter,
+    StoredEvent,
+)
+
 __all__ = [
-    "AppendRecord",
-    "Attempt",
+    "Backend",
+    "Claims",
     "ConnectContext",
-    "Done",
+    "Connectable",
+    "DeadLetterMirror",
+    "DeadLetterStore",
     "EventLog",
     "FlowLog",
     "GroupLog",
+    "GroupState",
+    "Log",
     "Member",
-    "StoredDeadLetter",
-    "StoredEvent",
+    "StateStore",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class AppendRecord:
-    """An event ready to append: the bus has validated and encoded it.
+class Connectable(Protocol):
+    """Something with connections to open and close."""
 
-    Attributes:
-        topic: the topic name (already validated).
-        key: the partition key, or ``None`` (the backend picks any partition).
-        event_id: the event's ID (also inside ``payload``).
-        timestamp: ``occurred_at`` as a POSIX timestamp, for ``offsets_for_time``.
-        payload: the encoded envelope (UTF-8 JSON), opaque to the backend.
-        correlation_id: the event's correlation ID (also inside ``payload``), for
-            backends that index flows (:class:`FlowLog`); others ignore it.
-    """
+    #: URL scheme of the backend (``"sqlite"``, ``"memory"``...), for error messages.
+    scheme: str
 
-    topic: str
-    key: str | None
-    event_id: str
-    timestamp: float
-    payload: bytes
-    correlation_id: str | None = None
+    async def connect(self) -> None:
+        """Open connections and create storage if missing. Idempotent."""
 
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as read back from the log."""
-
-    topic: str
-    partition: int
-    offset: int
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """One event a group finished with, to record in :meth:`EventLog.commit`.
-
-    Attributes:
-        event_id: recorded as processed when ``processed`` is true.
-        key: with ``version``: raise the group's known version for (topic, key).
-        version: the event's version, or ``None``.
-        processed: false for events that were dead-lettered (the position moves past
-            them but their ID stays unprocessed, so a dead-letter retry can run them).
-    """
-
-    event_id: str
-    key: str | None = None
-    version: int | None = None
-    processed: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDeadLetter:
-    """A dead letter as the backend stores it."""
-
-    id: str
-    group: str
-    topic: str
-    payload: bytes
-    error: str
-    traceback: str
-    attempts: int
-    failed_at: datetime
+    async def aclose(self) -> None:
+        """Release connections. Idempotent; it may be connected again."""
 
 
 class ConnectContext:
     """``async with x:`` for a class with ``connect()``/``aclose()`` (backends, the bus):
-    connect on entry, close on exit. A convenience mixin; the protocol does not need it."""
+    connect on entry, close on exit. A convenience mixin; the protocols do not need it."""
 
     async def connect(self) -> None:
         """Open what the class needs (its own)."""
@@ -135,30 +108,8 @@ class ConnectContext:
 
 
 @runtime_checkable
-class EventLog(Protocol):
-    """The primitives a backend supplies. All methods are coroutines unless noted."""
-
-    #: URL scheme of the backend (``"sqlite"``, ``"memory"``...), for error messages.
-    scheme: str
-
-    async def connect(self) -> None:
-        """Open connections and create storage if missing. Idempotent."""
-
-    async def aclose(self) -> None:
-        """Release connections. Idempotent; the log may be connected again."""
-
-    async def __aenter__(self) -> EventLog:
-        """``connect()`` and return self."""
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """``aclose()``."""
-
-    # -- the log ----------------------------------------------------------------------
+class Log(Connectable, Protocol):
+    """The events themselves: append, read, and where partitions end."""
 
     async def append(self, records: Sequence[AppendRecord]) -> None:
         """Append ``records`` atomically (all or none), in order.
@@ -188,7 +139,10 @@ class EventLog(Protocol):
         """Per partition, the offset of the first event with timestamp >= ``since``
         (the end offset when there is none)."""
 
-    # -- groups ---------------------------------------------------------------------
+
+@runtime_checkable
+class GroupState(Connectable, Protocol):
+    """Where each group is, and what it has done: positions, processed IDs, versions."""
 
     async def positions(self, group: str, topic: str) -> dict[int, int] | None:
         """Return the group's committed positions in ``topic``, or ``None`` when the
@@ -199,16 +153,6 @@ class EventLog(Protocol):
 
     async def groups(self) -> dict[str, list[str]]:
         """Every registered group with the topics it has positions in."""
-
-    async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
-        """Try to become (or stay) the one consumer of ``group`` on ``topic``.
-
-        Returns true when ``owner`` holds the claim for the next ``ttl`` seconds. A
-        backend whose broker assigns partitions itself (Kafka) may always return true.
-        """
-
-    async def release(self, group: str, topic: str, owner: str) -> None:
-        """Give the claim back if ``owner`` holds it."""
 
     async def commit(
         self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
@@ -232,7 +176,26 @@ class EventLog(Protocol):
         """Set the group's positions in ``topic`` (a replay). With ``forget``, also drop
         the group's processed IDs and key versions for ``topic`` (``reprocess=True``)."""
 
-    # -- dead letters ---------------------------------------------------------------
+
+@runtime_checkable
+class Claims(Protocol):
+    """One consumer per group and topic, held under a renewable lease."""
+
+    async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
+        """Try to become (or stay) the one consumer of ``group`` on ``topic``.
+
+        Returns true when ``owner`` holds the claim for the next ``ttl`` seconds.
+        ``owner`` is one consume loop (a ``drain()`` beside a ``run()`` in the same
+        process is another owner).
+        """
+
+    async def release(self, group: str, topic: str, owner: str) -> None:
+        """Give the claim back if ``owner`` holds it."""
+
+
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """Events a group's handler failed on after all its retries."""
 
     async def add_dead_letter(self, letter: StoredDeadLetter) -> None:
         """Store ``letter`` (its ``id`` is new)."""
@@ -250,43 +213,24 @@ class EventLog(Protocol):
         """Delete the letter; false when there was none."""
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One step of a consumer group with one event, as the bus recorded it.
+@runtime_checkable
+class StateStore(GroupState, Claims, DeadLetterStore, Protocol):
+    """Everything a bus keeps besides the events: what a Kafka bus's ``store=`` names."""
 
-    Attributes:
-        correlation_id: the event's correlation ID.
-        group: the consumer group.
-        topic: the event's topic.
-        event_id: the event's ID.
-        attempt: the handler run it was (1-based; for skips, the attempt the event
-            carried, usually 1).
-        outcome: ``"handled"``, ``"failed"`` (a run that raised; a retry follows unless
-            a ``"dead_lettered"`` step does), ``"dead_lettered"``, ``"duplicate"``
-            (skipped: the group had processed that ID) or ``"stale"`` (skipped: the
-            group had handled a higher version of the key).
-        at: when it happened (aware, UTC).
-        error: ``"ExceptionType: message"`` for ``failed`` and ``dead_lettered``.
-    """
 
-    correlation_id: str
-    group: str
-    topic: str
-    event_id: str
-    attempt: int
-    outcome: str
-    at: datetime
-    error: str | None = None
+@runtime_checkable
+class EventLog(Log, StateStore, Protocol):
+    """A log that is its own state store (``memory://``, ``sqlite://``, ``redis://``)."""
 
 
 @runtime_checkable
 class FlowLog(Protocol):
     """An optional capability: look events and attempts up by correlation ID.
 
-    The bus checks for it (``isinstance(log, FlowLog)``): it then records every
-    group's attempts as it consumes and answers ``events_for``/``history`` from it.
-    ``memory://`` and ``sqlite://`` implement it; a backend without it still works,
-    and those bus methods return empty lists there.
+    When the log has it, the bus records every group's attempts as it consumes and
+    answers ``events_for``/``history`` from it. ``memory://`` and ``sqlite://``
+    implement it; a backend without it still works, and those bus methods return
+    empty lists there.
     """
 
     async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
@@ -317,7 +261,7 @@ class Member(Protocol):
         """
 
     async def commit(self, positions: Mapping[int, int], done: Sequence[Done]) -> None:
-        """Acknowledge the fetched batch: record ``done`` like :meth:`EventLog.commit`
+        """Acknowledge the fetched batch: record ``done`` like :meth:`GroupState.commit`
         first, then move the group's positions (Kafka offsets, Redis ``XACK``).
 
         If the member lost the batch's partitions meanwhile (a rebalance after the
@@ -333,13 +277,12 @@ class Member(Protocol):
 class GroupLog(Protocol):
     """An optional capability: the broker hands a group's work out to its members.
 
-    The bus checks for it (``isinstance(log, GroupLog)``): each consuming task then
-    ``join``s and uses the :class:`Member` instead of :meth:`EventLog.claim` plus
-    :meth:`EventLog.read`. ``kafka://`` (Kafka consumer groups: several processes share
-    a topic's partitions, rebalanced as they come and go) and ``redis://`` (stream
-    consumer groups: ``XREADGROUP``/``XACK``, pending entries of a dead consumer taken
-    over with ``XAUTOCLAIM``) implement it. The group is registered (its starting
-    positions set, see :meth:`EventLog.register`) before ``join`` is called.
+    Each consuming task then ``join``s and uses the :class:`Member` instead of
+    :meth:`Claims.claim` plus :meth:`Log.read`. ``kafka://`` (Kafka consumer groups:
+    several processes share a topic's partitions, rebalanced as they come and go) and
+    ``redis://`` (stream consumer groups: ``XREADGROUP``/``XACK``, pending entries of a
+    dead consumer taken over with ``XAUTOCLAIM``) implement it. The group is registered
+    (its starting positions set, see :meth:`GroupState.register`) before ``join``.
     """
 
     async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
@@ -349,3 +292,62 @@ class GroupLog(Protocol):
         process) keeps work from the others, for backends that use claims (Redis);
         Kafka's group protocol has its own session timeout and ignores it.
         """
+
+
+@runtime_checkable
+class DeadLetterMirror(Protocol):
+    """An optional capability: a log that keeps a copy of dead letters for its own
+    tools (Kafka: the ``<topic>.dlq.<group>`` topic). The state store's copy is the one
+    the bus lists, retries and discards."""
+
+    async def mirror_dead_letter(self, letter: StoredDeadLetter, *, removed: bool) -> None:
+        """Copy ``letter`` (or, with ``removed``, mark it retried or discarded)."""
+
+
+class Backend(ConnectContext):
+    """What a bus URL opens: a log, the state store beside it, and their capabilities.
+
+    Args:
+        log: the events.
+        state: positions, processed IDs, versions, claims and dead letters, kept apart
+            from the log (use :meth:`of` for a backend that holds everything).
+
+    Attributes:
+        log: the log.
+        state: the state store.
+        separate: whether the state store is another backend than the log.
+        scheme: the log's URL scheme.
+        flow: the log when it is a :class:`FlowLog`, else ``None``.
+        groups: the log when it is a :class:`GroupLog`, else ``None``.
+        mirror: the log when it is a :class:`DeadLetterMirror`, else ``None``.
+    """
+
+    def __init__(self, log: Log, state: StateStore, *, separate: bool = True) -> None:
+        self.log = log
+        self.state = state
+        self.separate = separate
+        self.scheme = log.scheme
+        # Looked up once: isinstance on a runtime-checkable protocol is not free.
+        self.flow: FlowLog | None = log if isinstance(log, FlowLog) else None
+        self.groups: GroupLog | None = log if isinstance(log, GroupLog) else None
+        self.mirror: DeadLetterMirror | None = log if isinstance(log, DeadLetterMirror) else None
+
+    @classmethod
+    def of(cls, log: EventLog) -> Backend:
+        """A backend whose log is its own state store."""
+        return cls(log, log, separate=False)
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.scheme} log={self.log!r} state={self.state!r}>"
+
+    async def connect(self) -> None:
+        """Connect the state store, then the log."""
+        if self.separate:
+            await self.state.connect()
+        await self.log.connect()
+
+    async def aclose(self) -> None:
+        """Close the log, then the state store."""
+        await self.log.aclose()
+        if self.separate:
+            await self.state.aclose()

@@ -1,0 +1,133 @@
+"""The state one :class:`~afterward.EventBus` shares between its parts.
+
+:class:`BusCore` holds the backend, the settings, the subscriptions, the ``on_lag``
+watches and the wake-ups of local consumers; publishing, consuming and operating
+(:mod:`._publish`, :mod:`._consumers`, :mod:`._admin`, :mod:`._queue`) are functions of
+it, and the bus's public methods are thin calls into them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from afterward._loop import run_sync
+from afterward._stats import incr
+from afterward.events._lag import LagWatch
+from afterward.events._outbox import OutboxStore, write_to_outbox_async
+from afterward.events._protocols import Backend
+from afterward.events._records import AppendRecord
+from afterward.events._schema import SchemaRegistry
+from afterward.events._subscription import Subscription
+
+__all__ = ["BusCore", "BusSettings"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    """A bus's knobs, validated by :class:`~afterward.EventBus`."""
+
+    max_event_bytes: int
+    batch_size: int
+    poll_interval: float
+    claim_ttl: float
+    outbox: bool
+    keep_history: bool
+
+
+class BusCore:
+    """What every part of a bus reads and writes (see the module docstring).
+
+    Attributes:
+        url: the bus URL.
+        backend: the log and state store behind it.
+        settings: the bus's settings.
+        schemas: the schemas checked at publish.
+        owner: this bus's name among consumers (PID plus a random part).
+        subs: the subscriptions, by (group, topic).
+        watches: the ``on_lag`` registrations.
+        outboxes: outbox stores this bus wrote to, by database identity.
+        stopping: set by ``stop()``: consume loops return after their batch.
+    """
+
+    def __init__(self, url: str, backend: Backend, settings: BusSettings) -> None:
+        self.url = url
+        self.backend = backend
+        self.settings = settings
+        self.schemas = SchemaRegistry()
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.subs: dict[tuple[str, str], Subscription] = {}
+        self.watches: list[LagWatch] = []
+        self.outboxes: dict[object, OutboxStore] = {}
+        self.stopping = False
+        self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    @property
+    def outbox_address(self) -> str:
+        """The bus an outbox row belongs to: its URL, except for a private ``memory://``
+        store, which no other bus (nor a later process) may relay into."""
+        if self.url.startswith("memory://") and not self.url[len("memory://") :].strip("/"):
+            return f"memory://private-{self.owner}"
+        return self.url
+
+    def sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on afterward's background loop and wait (the sync twins)."""
+        return run_sync(coro)
+
+    async def append(self, records: list[AppendRecord], *, outbox: bool = True) -> None:
+        """Append ``records``: to the open transaction's outbox when there is one (and
+        ``outbox``), else to the log; wake this process's consumers."""
+        if outbox and self.settings.outbox and await write_to_outbox_async(self, records):
+            return
+        await self.append_now(records)
+
+    async def append_now(self, records: list[AppendRecord]) -> None:
+        """Append ``records`` to the log (no outbox) and wake local consumers."""
+        await self.backend.log.append(records)
+        incr("events.published", len(records))
+        for loop, waker in list(self._wakers):
+            if loop.is_closed():
+                self._wakers.discard((loop, waker))
+            else:
+                loop.call_soon_threadsafe(waker.set)
+
+    def waker(self) -> asyncio.Event:
+        """An event set whenever this bus appends (for an idle consume loop)."""
+        waker = asyncio.Event()
+        self._wakers.add((asyncio.get_running_loop(), waker))
+        return waker
+
+    def drop_waker(self, waker: asyncio.Event) -> None:
+        """Stop setting ``waker``."""
+        self._wakers.discard((asyncio.get_running_loop(), waker))
+
+    def wake_all(self) -> None:
+        """Set every waker (``stop()``: idle loops look at ``stopping`` at once)."""
+        for loop, waker in list(self._wakers):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(waker.set)
+
+    async def positions_of(self, sub: Subscription) -> dict[int, int]:
+        """The group's positions in the topic, registering it at its start if new."""
+        state = self.backend.state
+        positions = await state.positions(sub.group, sub.topic)
+        if positions is None:
+            log = self.backend.log
+            start = await log.end_offsets(sub.topic) if sub.start == "latest" else {}
+            await state.register(sub.group, sub.topic, start)
+            positions = await state.positions(sub.group, sub.topic) or {}
+        return positions
+
+    async def lag_of(self, group: str, topic: str, positions: dict[int, int]) -> int:
+        """Events of ``topic`` past ``positions``; the ``on_lag`` watches see it."""
+        ends = await self.backend.log.end_offsets(topic)
+        lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
+        for watch in self.watches:
+            await watch.check(group, topic, lag)
+        return lag

@@ -1,0 +1,107 @@
+"""What crosses the seam between the bus and a backend: plain, frozen records.
+
+The bus builds :class:`AppendRecord` and :class:`Done`; a backend hands back
+:class:`StoredEvent` and :class:`StoredDeadLetter`. :class:`Attempt` is one step of
+a group's history, for backends that keep flows. None of them knows a driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["AppendRecord", "Attempt", "Done", "StoredDeadLetter", "StoredEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRecord:
+    """An event ready to append: the bus has validated and encoded it.
+
+    Attributes:
+        topic: the topic name (already validated).
+        key: the partition key, or ``None`` (the backend picks any partition).
+        event_id: the event's ID (also inside ``payload``).
+        timestamp: ``occurred_at`` as a POSIX timestamp, for ``offsets_for_time``.
+        payload: the encoded envelope (UTF-8 JSON), opaque to the backend.
+        correlation_id: the event's correlation ID (also inside ``payload``), for
+            backends that index flows (:class:`~afterward.events._protocols.FlowLog`);
+            others ignore it.
+    """
+
+    topic: str
+    key: str | None
+    event_id: str
+    timestamp: float
+    payload: bytes
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """One event a group finished with, to record in a commit.
+
+    Attributes:
+        event_id: recorded as processed when ``processed`` is true.
+        key: with ``version``: raise the group's known version for (topic, key).
+        version: the event's version, or ``None``.
+        processed: false for events that were dead-lettered (the position moves past
+            them but their ID stays unprocessed, so a dead-letter retry can run them).
+    """
+
+    event_id: str
+    key: str | None = None
+    version: int | None = None
+    processed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    """A dead letter as the backend stores it."""
+
+    id: str
+    group: str
+    topic: str
+    payload: bytes
+    error: str
+    traceback: str
+    attempts: int
+    failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One step of a consumer group with one event, as the bus recorded it.
+
+    Attributes:
+        correlation_id: the event's correlation ID.
+        group: the consumer group.
+        topic: the event's topic.
+        event_id: the event's ID.
+        attempt: the handler run it was (1-based; for skips, the attempt the event
+            carried, usually 1).
+        outcome: ``"handled"``, ``"failed"`` (a run that raised; a retry follows unless
+            a ``"dead_lettered"`` step does), ``"dead_lettered"``, ``"duplicate"``
+            (skipped: the group had processed that ID) or ``"stale"`` (skipped: the
+            group had handled a higher version of the key).
+        at: when it happened (aware, UTC).
+        error: ``"ExceptionType: message"`` for ``failed`` and ``dead_lettered``.
+    """
+
+    correlation_id: str
+    group: str
+    topic: str
+    event_id: str
+    attempt: int
+    outcome: str
+    at: datetime
+    error: str | None = None
