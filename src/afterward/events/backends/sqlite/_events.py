@@ -1,0 +1,124 @@
+"""The SQLite log's SQL: events and the flow index, as functions of a connection.
+
+Each function is one primitive; :class:`~._log.SQLiteLog` runs it on the file's thread
+(writes inside a transaction). One partition per topic (partition 0).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from afterward.events._records import AppendRecord, Attempt, StoredEvent
+
+__all__ = [
+    "add_attempts",
+    "append",
+    "attempts_for",
+    "end_offsets",
+    "events_for",
+    "offsets_for_time",
+    "read",
+]
+
+
+def _last_offset(conn: sqlite3.Connection, topic: str) -> int | None:
+    (last,) = conn.execute(
+        "SELECT MAX(off) FROM afterward_events WHERE topic = ?", (topic,)
+    ).fetchone()
+    return None if last is None else int(last)
+
+
+def append(conn: sqlite3.Connection, records: Sequence[AppendRecord]) -> None:
+    """Append ``records`` (in a write transaction), indexing their correlation IDs."""
+    next_offset: dict[str, int] = {}
+    rows = []
+    for r in records:
+        if r.topic not in next_offset:
+            last = _last_offset(conn, r.topic)
+            next_offset[r.topic] = -1 if last is None else last
+        next_offset[r.topic] += 1
+        rows.append((r.topic, next_offset[r.topic], r.key, r.event_id, r.timestamp, r.payload))
+    conn.executemany("INSERT INTO afterward_events VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(
+        "INSERT OR IGNORE INTO afterward_flow_events VALUES (?, ?, ?)",
+        [
+            (r.correlation_id, row[0], row[1])
+            for r, row in zip(records, rows, strict=True)
+            if r.correlation_id is not None
+        ],
+    )
+
+
+def read(conn: sqlite3.Connection, topic: str, start: int, limit: int) -> list[StoredEvent]:
+    """Up to ``limit`` events of ``topic`` from offset ``start``."""
+    rows = conn.execute(
+        "SELECT off, payload FROM afterward_events WHERE topic = ? AND off >= ? "
+        "ORDER BY off LIMIT ?",
+        (topic, start, limit),
+    ).fetchall()
+    return [StoredEvent(topic, 0, off, payload) for off, payload in rows]
+
+
+def end_offsets(conn: sqlite3.Connection, topic: str) -> dict[int, int]:
+    """``{0: next offset}``, or ``{}`` for a topic with no events."""
+    last = _last_offset(conn, topic)
+    return {} if last is None else {0: last + 1}
+
+
+def offsets_for_time(conn: sqlite3.Connection, topic: str, since: datetime) -> dict[int, int]:
+    """The first offset with a timestamp >= ``since`` (else the end)."""
+    # MIN over the matching rows, not a bisect: timestamps need not ascend with offsets.
+    (first,) = conn.execute(
+        "SELECT MIN(off) FROM afterward_events WHERE topic = ? AND ts >= ?",
+        (topic, since.timestamp()),
+    ).fetchone()
+    if first is not None:
+        return {0: int(first)}
+    last = _last_offset(conn, topic)
+    return {0: 0 if last is None else last + 1}
+
+
+def events_for(conn: sqlite3.Connection, correlation_id: str, limit: int) -> list[StoredEvent]:
+    """Up to ``limit`` events with that correlation ID, oldest first."""
+    rows = conn.execute(
+        "SELECT e.topic, e.off, e.payload FROM afterward_flow_events f "
+        "JOIN afterward_events e ON e.topic = f.topic AND e.off = f.off "
+        "WHERE f.cid = ? ORDER BY e.ts, e.topic, e.off LIMIT ?",
+        (correlation_id, limit),
+    ).fetchall()
+    return [StoredEvent(topic, 0, off, payload) for topic, off, payload in rows]
+
+
+def add_attempts(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> None:
+    """Record ``attempts`` (in a write transaction)."""
+    conn.executemany(
+        "INSERT INTO afterward_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                a.correlation_id,
+                a.at.timestamp(),
+                a.group,
+                a.topic,
+                a.event_id,
+                a.attempt,
+                a.outcome,
+                a.error,
+            )
+            for a in attempts
+        ],
+    )
+
+
+def attempts_for(conn: sqlite3.Connection, correlation_id: str, limit: int) -> list[Attempt]:
+    """Up to ``limit`` recorded attempts of that correlation ID, oldest first."""
+    rows = conn.execute(
+        "SELECT cid, at, grp, topic, id, attempt, outcome, error FROM afterward_attempts "
+        "WHERE cid = ? ORDER BY at, rowid LIMIT ?",
+        (correlation_id, limit),
+    ).fetchall()
+    return [
+        Attempt(cid, grp, topic, id_, attempt, outcome, datetime.fromtimestamp(at, UTC), error)
+        for cid, at, grp, topic, id_, attempt, outcome, error in rows
+    ]

@@ -1,0 +1,39 @@
+"""The SQLite backend's tables (created on first connect; ``IF NOT EXISTS`` throughout).
+
+One partition per topic: ``afterward_events`` is keyed by (topic, offset). Group state
+(positions, processed IDs, key versions, claims), dead letters and the flow index
+(events and attempts by correlation ID) live beside the events in the same file.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCHEMA"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS afterward_events (
+    topic TEXT NOT NULL, off INTEGER NOT NULL, key TEXT, id TEXT NOT NULL,
+    ts REAL NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (topic, off)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_positions (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_processed (
+    grp TEXT NOT NULL, id TEXT NOT NULL, topic TEXT NOT NULL,
+    PRIMARY KEY (grp, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_versions (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_claims (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (grp, topic)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_dead_letters (
+    id TEXT PRIMARY KEY, grp TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    error TEXT NOT NULL, traceback TEXT NOT NULL, attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS afterward_flow_events (
+    cid TEXT NOT NULL, topic TEXT NOT NULL, off INTEGER NOT NULL,
+    PRIMARY KEY (cid, topic, off)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_attempts (
+    cid TEXT NOT NULL, at REAL NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
+    id TEXT NOT NULL, attempt INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS afterward_attempts_cid ON afterward_attempts (cid, at);
+"""
