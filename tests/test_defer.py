@@ -279,7 +279,7 @@ def test_drain_waits_for_a_run_restarted_while_the_last_one_ended() -> None:
     release = threading.Event()
     late: list[str] = []
     defer_scope = scope()
-    original = defer_scope._next_callback
+    original = defer_scope.next_callback
 
     def next_callback() -> object:
         taken = original()
@@ -295,7 +295,7 @@ def test_drain_waits_for_a_run_restarted_while_the_last_one_ended() -> None:
             adder.join()
         return taken
 
-    defer_scope._next_callback = next_callback  # type: ignore[method-assign]
+    defer_scope.next_callback = next_callback  # type: ignore[method-assign]
     with defer_scope:
         defer(lambda: None)
     try:

@@ -1,5 +1,6 @@
-"""Context variables shared by every part of afterward: the defer scope and the
-correlation ID. Kept tiny and import-free so the whole package can depend on it."""
+"""The correlation ID shared by every part of afterward (a context variable) and how
+IDs are made and checked. Kept tiny and import-free so the whole package can depend on
+it; the defer scope's own variable lives in :mod:`afterward.defer`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
 from afterward._exceptions import ConfigError
-
-if TYPE_CHECKING:
-    from afterward.defer import DeferScope
 
 __all__ = ["correlate", "correlation_id", "new_correlation_id"]
 
@@ -41,7 +38,6 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 _correlation_id: ContextVar[str | None] = ContextVar("afterward_correlation_id", default=None)
-_current_scope: ContextVar[DeferScope | None] = ContextVar("afterward_scope", default=None)
 
 # IDs arrive in request headers: accept printable ASCII only, and keep them short,
 # so a client cannot inject log lines or response headers through them.

@@ -19,19 +19,61 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal, Protocol
 
 from afterward import _loop
 from afterward._config import check_grace, settings
-from afterward._context import _correlation_id, _current_scope
+from afterward._context import _correlation_id
 from afterward._stats import incr
 from afterward._threads import DaemonExecutor
 
-if TYPE_CHECKING:
-    from afterward.defer import DeferredCallback, DeferScope
+__all__ = [
+    "Callback",
+    "CallbackState",
+    "Runnable",
+    "add_exit_hook",
+    "add_rescuer",
+    "drain",
+    "drain_sync",
+    "start_run",
+]
 
-__all__ = ["add_exit_hook", "add_rescuer", "drain", "drain_sync", "start_run"]
+CallbackState = Literal[
+    "pending", "running", "done", "failed", "skipped", "forgotten", "replaced", "lost", "rescued"
+]
+
+
+class Callback(Protocol):
+    """One piece of deferred work, as the runtime runs it
+    (:class:`afterward.defer.DeferredCallback`)."""
+
+    fn: Callable[..., object]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    name: str
+    always: bool
+    correlation_id: str
+    state: CallbackState
+
+
+class Runnable(Hashable, Protocol):
+    """What the runtime needs of a scope (:class:`afterward.defer.DeferScope`)."""
+
+    @property
+    def succeeded(self) -> bool:
+        """False when the response failed: only ``always`` callbacks run then."""
+        ...
+
+    def enter_run(self) -> None:
+        """Bind the scope in the task that runs its callbacks."""
+
+    def next_callback(self) -> Callback | None:
+        """The next pending callback, or ``None`` (the run is over)."""
+
+    def unfinished(self) -> Sequence[Callback]:
+        """Callbacks still running or due to run."""
+
 
 logger = logging.getLogger("afterward.defer")
 
@@ -86,20 +128,22 @@ _limiter = _Limiter()
 _executor = DaemonExecutor(max_workers=256, name="afterward-defer")
 _runs_lock = threading.Lock()
 #: scope -> (loop running it, future completed when the run ends)
-_runs: dict[DeferScope, tuple[asyncio.AbstractEventLoop, concurrent.futures.Future[None]]] = {}
+_runs: dict[Runnable, tuple[asyncio.AbstractEventLoop, concurrent.futures.Future[None]]] = {}
 #: Asked, for each callback still unfinished when a drain times out, whether they can
 #: take it over (e.g. the jobs part moves a deferred job to the durable queue).
-_rescuers: list[Callable[[DeferredCallback], bool]] = []
+_rescuers: list[Callable[[Callback], bool]] = []
+#: Runs started on a server's loop, kept until they end (the loop holds tasks weakly).
+_tasks: set[asyncio.Task[None]] = set()
 
 
-def add_rescuer(rescuer: Callable[[DeferredCallback], bool]) -> None:
+def add_rescuer(rescuer: Callable[[Callback], bool]) -> None:
     """Register ``rescuer`` (once): at the end of a drain's grace period it is offered
     each unfinished callback and returns ``True`` if it took the work over durably."""
     if rescuer not in _rescuers:
         _rescuers.append(rescuer)
 
 
-async def _call(callback: DeferredCallback) -> None:
+async def _call(callback: Callback) -> None:
     fn, args, kwargs = callback.fn, callback.args, callback.kwargs
     if inspect.iscoroutinefunction(fn) or (
         isinstance(fn, functools.partial) and inspect.iscoroutinefunction(fn.func)
@@ -115,10 +159,10 @@ async def _call(callback: DeferredCallback) -> None:
         await result
 
 
-async def _run(scope: DeferScope) -> None:
-    _current_scope.set(scope)
-    while (callback := scope._next_callback()) is not None:
-        if not scope._ok and not callback.always:
+async def _run(scope: Runnable) -> None:
+    scope.enter_run()
+    while (callback := scope.next_callback()) is not None:
+        if not scope.succeeded and not callback.always:
             callback.state = "skipped"
             incr("defer.skipped")
             continue
@@ -149,7 +193,7 @@ async def _run(scope: DeferScope) -> None:
             _limiter.release()
 
 
-async def _tracked(scope: DeferScope, done: concurrent.futures.Future[None]) -> None:
+async def _tracked(scope: Runnable, done: concurrent.futures.Future[None]) -> None:
     try:
         await _run(scope)
     finally:
@@ -162,10 +206,10 @@ async def _tracked(scope: DeferScope, done: concurrent.futures.Future[None]) -> 
         done.set_result(None)
 
 
-def start_run(scope: DeferScope, *, background: bool = False) -> concurrent.futures.Future[None]:
+def start_run(scope: Runnable, *, background: bool = False) -> concurrent.futures.Future[None]:
     """Start running ``scope``'s pending callbacks; return a future for the end.
 
-    Callbacks are gated by ``scope._ok``, read as each one is taken. The run happens on
+    Callbacks are gated by ``scope.succeeded``, read as each one is taken. The run happens on
     the caller's event loop when there is one (the ASGI server's loop), else (or with
     ``background=True``) on afterward's background loop.
     """
@@ -180,20 +224,21 @@ def start_run(scope: DeferScope, *, background: bool = False) -> concurrent.futu
         _runs[scope] = (loop or _loop.background_loop(), done)
     if loop is not None:
         task = loop.create_task(_tracked(scope, done))
-        scope._task = task  # keep a strong reference until it ends
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
     else:
         asyncio.run_coroutine_threadsafe(_tracked(scope, done), _loop.background_loop())
     return done
 
 
 def _pending_runs() -> list[
-    tuple[DeferScope, asyncio.AbstractEventLoop, concurrent.futures.Future[None]]
+    tuple[Runnable, asyncio.AbstractEventLoop, concurrent.futures.Future[None]]
 ]:
     with _runs_lock:
         return [(scope, loop, done) for scope, (loop, done) in _runs.items()]
 
 
-def _rescued(callback: DeferredCallback) -> bool:
+def _rescued(callback: Callback) -> bool:
     for rescuer in _rescuers:
         try:
             if rescuer(callback):
@@ -206,7 +251,7 @@ def _rescued(callback: DeferredCallback) -> bool:
 def _report_lost() -> int:
     lost = 0
     for scope, _, _ in _pending_runs():
-        for callback in scope._unfinished():
+        for callback in scope.unfinished():
             if _rescued(callback):
                 callback.state = "rescued"
                 incr("defer.rescued")

@@ -11,31 +11,26 @@ import asyncio
 import functools
 import threading
 from collections.abc import Callable
-from contextvars import Token
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal
 
 from afterward import _loop, _runtime
-from afterward._context import (
-    _correlation_id,
-    _current_scope,
-    is_valid_correlation_id,
-    new_correlation_id,
-)
+from afterward._context import _correlation_id, is_valid_correlation_id, new_correlation_id
 from afterward._exceptions import (
     BlockingCallError,
     ConfigError,
     InvalidCallbackError,
     NoScopeError,
 )
+from afterward._runtime import CallbackState
 from afterward._stats import incr
 from afterward._transactions import _providers, current_transaction
 
 __all__ = ["DeferScope", "DeferredCallback", "defer", "drain", "drain_sync", "forget", "scope"]
 
-CallbackState = Literal[
-    "pending", "running", "done", "failed", "skipped", "forgotten", "replaced", "lost", "rescued"
-]
+#: The defer scope of the current context (a request, a ``with scope():`` block, a job).
+_current_scope: ContextVar[DeferScope | None] = ContextVar("afterward_scope", default=None)
 
 
 class DeferredCallback:
@@ -99,7 +94,6 @@ class DeferScope:
         self._closed = False
         self._ok = True
         self._tokens: tuple[Token[DeferScope | None], Token[str | None]] | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def callbacks(self) -> list[DeferredCallback]:
@@ -154,7 +148,18 @@ class DeferScope:
 
     # -- running --------------------------------------------------------------------
 
-    def _next_callback(self) -> DeferredCallback | None:
+    # The runtime's side of a scope (:class:`afterward._runtime.Runnable`).
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the response (or block) succeeded: else only ``always`` callbacks run."""
+        return self._ok
+
+    def enter_run(self) -> None:
+        """Bind this scope in the task running its callbacks (work they defer joins it)."""
+        _current_scope.set(self)
+
+    def next_callback(self) -> DeferredCallback | None:
         """Take the next pending callback, or mark the run over (called by the runtime)."""
         with self._lock:
             while self._cursor < len(self._callbacks):
@@ -165,7 +170,8 @@ class DeferScope:
             self._state = "idle" if self._closed else "collecting"
             return None
 
-    def _unfinished(self) -> list[DeferredCallback]:
+    def unfinished(self) -> list[DeferredCallback]:
+        """Callbacks running, or pending and due to run (for a drain's lost-work report)."""
         with self._lock:
             return [
                 c

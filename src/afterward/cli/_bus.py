@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from afterward._exceptions import AfterwardError
 from afterward.cli._output import CliError, one_line
-
-if TYPE_CHECKING:
-    from afterward.events import EventBus
+from afterward.events import EventBus
 
 __all__ = ["load_bus", "make_bus", "open_bus"]
 
@@ -37,9 +36,6 @@ def make_bus(url: str | None) -> EventBus:
         CliError: the URL is malformed, names an unknown scheme or a backend whose
             extra is not installed; the message is one line.
     """
-    from afterward._exceptions import AfterwardError
-    from afterward.events import EventBus
-
     try:
         return EventBus(url) if url else EventBus()
     except (AfterwardError, ValueError, ImportError) as exc:  # ImportError: a missing extra

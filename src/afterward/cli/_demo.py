@@ -71,7 +71,7 @@ def demo(
         afterward demo --load 200          # p50/p99: afterward vs the same work inline
         afterward demo --bus redis://127.0.0.1:6379/0
     """
-    from afterward.demo import run_demo
+    from afterward.cli._demo_run import run_demo  # uvicorn, the shop: only when run
 
     if db and bus_url:
         source = click.get_current_context().get_parameter_source("bus_url")

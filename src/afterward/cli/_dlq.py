@@ -18,7 +18,7 @@ from afterward.cli._output import (
     table,
 )
 from afterward.cli._records import dead_letter_record, short
-from afterward.dashboard._data import read_dead_letters
+from afterward.events import read_dead_letters
 
 __all__ = ["dlq"]
 

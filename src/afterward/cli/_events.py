@@ -21,7 +21,7 @@ from afterward.cli._output import (
     table,
 )
 from afterward.cli._records import event_record, short
-from afterward.dashboard._data import maybe_await
+from afterward.events import maybe_await
 
 __all__ = ["events"]
 

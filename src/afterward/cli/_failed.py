@@ -9,7 +9,7 @@ import click
 from afterward.cli._bus import open_bus
 from afterward.cli._output import CliError, bus_option, emit_json, json_option, progress, run, table
 from afterward.cli._records import failed_job_record, short
-from afterward.dashboard._data import read_failed_jobs
+from afterward.events import read_failed_jobs
 
 __all__ = ["failed"]
 

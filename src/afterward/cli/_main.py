@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 from typing import Any
 
 import click
 
+from afterward._exceptions import AfterwardError
+from afterward.cli._dashboard import dashboard
+from afterward.cli._demo import demo
+from afterward.cli._dlq import dlq
+from afterward.cli._events import events
+from afterward.cli._failed import failed
 from afterward.cli._output import CliError, one_line
+from afterward.cli._worker import consume, worker
 
 __all__ = ["main"]
 
@@ -25,8 +30,6 @@ class AfterwardGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
-        from afterward._exceptions import AfterwardError
-
         try:
             return super().invoke(ctx)
         except AfterwardError as exc:
@@ -55,22 +58,5 @@ def main() -> None:
             logging.getLogger(driver).setLevel(logging.CRITICAL)
 
 
-def _register() -> None:
-    from afterward.cli._dashboard import dashboard
-    from afterward.cli._demo import demo
-    from afterward.cli._dlq import dlq
-    from afterward.cli._events import events
-    from afterward.cli._failed import failed
-
-    for command in (demo, dashboard, events, dlq, failed):
-        main.add_command(command)
-    if importlib.util.find_spec("afterward.cli._worker") is None:  # pragma: no cover
-        return  # `worker` and `consume` come with the event bus
-    _worker = importlib.import_module("afterward.cli._worker")
-    for name in ("worker", "consume"):
-        extra = getattr(_worker, name, None)
-        if isinstance(extra, click.Command):
-            main.add_command(extra, name)
-
-
-_register()
+for _command in (demo, dashboard, events, dlq, failed, worker, consume):
+    main.add_command(_command)

@@ -11,14 +11,12 @@ import asyncio
 import importlib
 import signal
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from afterward.cli._output import CliError, bus_option
-
-if TYPE_CHECKING:
-    from afterward.events import EventBus
+from afterward.events import EventBus, subscribe_worker
 
 __all__ = ["consume", "worker"]
 
@@ -79,8 +77,6 @@ def worker(queue: str, concurrency: int, lease: float, bus_url: str | None) -> N
     Example:
         afterward worker --queue default --concurrency 8 --bus sqlite:///shop.db
     """
-    from afterward.events import EventBus, subscribe_worker
-
     try:
         bus = EventBus(bus_url, claim_ttl=lease)
     except ValueError as exc:
@@ -92,8 +88,6 @@ def worker(queue: str, concurrency: int, lease: float, bus_url: str | None) -> N
 
 
 def _load_bus(target: str) -> EventBus:
-    from afterward.events import EventBus
-
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise CliError(f"expected MODULE:BUS (e.g. shop.events:bus), got {target!r}")

@@ -11,9 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from afterward.dashboard._data import maybe_await, read_dead_letters, read_failed_jobs
 from afterward.dashboard._recorder import Recorder
-from afterward.events import JOB_TOPIC_PREFIX, is_worker_group
+from afterward.events import (
+    JOB_TOPIC_PREFIX,
+    is_worker_group,
+    maybe_await,
+    read_dead_letters,
+    read_failed_jobs,
+)
 
 __all__ = ["FlowStep", "build_flow"]
 

@@ -11,15 +11,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from afterward._exceptions import NotFoundError
 from afterward._stats import stats
 from afterward.dashboard._chart import line_chart
-from afterward.dashboard._data import (
-    has_failed_jobs,
-    maybe_await,
-    read_dead_letters,
-    read_failed_jobs,
-)
 from afterward.dashboard._flow import build_flow
+from afterward.events import has_failed_jobs, maybe_await, read_dead_letters, read_failed_jobs
 
 __all__ = ["exception_handlers", "routes"]
 
@@ -294,8 +290,6 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     """CSRF refusals answer 403; unknown IDs (``NotFoundError``) answer 404."""
-    from afterward._exceptions import NotFoundError
-
     return {_Refused: _refused, NotFoundError: _not_found}
 
 

@@ -14,6 +14,12 @@ from afterward.events._queue import (
     subscribe_worker,
     worker_group,
 )
+from afterward.events._reads import (
+    has_failed_jobs,
+    maybe_await,
+    read_dead_letters,
+    read_failed_jobs,
+)
 from afterward.events._records import Attempt
 
 __all__ = [
@@ -24,8 +30,12 @@ __all__ = [
     "Event",
     "EventBus",
     "FailedJob",
+    "has_failed_jobs",
     "is_worker_group",
     "job_topic",
+    "maybe_await",
+    "read_dead_letters",
+    "read_failed_jobs",
     "subscribe_worker",
     "worker_group",
 ]

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from afterward._loop import run_sync
 from afterward._stats import incr
 from afterward.events._lag import LagWatch
-from afterward.events._outbox import OutboxStore, write_to_outbox_async
+from afterward.events._outbox import write_to_outbox_async
+from afterward.events._outbox_store import OutboxStore
 from afterward.events._protocols import Backend
 from afterward.events._records import AppendRecord
 from afterward.events._schema import SchemaRegistry

@@ -18,21 +18,16 @@ has written an outbox row to).
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from afterward._transactions import current_transaction
+from afterward.events._outbox_store import OutboxOwner, OutboxStore
 from afterward.events._records import AppendRecord
 
 __all__ = [
-    "OutboxOwner",
-    "OutboxStore",
-    "outbox_records",
-    "outbox_rows",
     "relay",
     "store_for",
     "write_to_outbox",
@@ -40,40 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("afterward.events")
-
-
-class OutboxOwner(Protocol):
-    """The bus side of an outbox (a bus's core): where its rows go, and how."""
-
-    outboxes: dict[object, OutboxStore]
-
-    @property
-    def outbox_address(self) -> str:
-        """The bus URL stored with each row: the relay moves only its own bus's rows."""
-        ...
-
-    async def append_now(self, records: list[AppendRecord]) -> None:
-        """Append ``records`` to the bus's log (never back to an outbox)."""
-
-
-class OutboxStore:
-    """An outbox table in one database. Adapters: SQLAlchemy and Django."""
-
-    #: identifies the database, so a bus relays each one once per wake-up
-    ident: object
-
-    def write(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
-        """Insert ``records`` through ``owner``'s open transaction."""
-        raise NotImplementedError
-
-    async def write_async(self, owner: Any, bus_url: str, records: list[AppendRecord]) -> None:
-        """:meth:`write` from a coroutine (an ``AsyncSession``'s transaction)."""
-        self.write(owner, bus_url, records)
-
-    def claim(self, bus: OutboxOwner, limit: int) -> int:
-        """In one transaction: delete up to ``limit`` of ``bus``'s rows, append them to
-        the bus, commit; return how many. Runs on a plain thread."""
-        raise NotImplementedError
 
 
 def store_for(target: Any) -> OutboxStore:
@@ -127,31 +88,6 @@ def relay(bus: OutboxOwner, store: OutboxStore, batch: int = 500) -> int:
         total += moved
         if moved < batch:
             return total
-
-
-def outbox_rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any]]:
-    """The outbox rows of ``records`` (columns: bus, topic, key, event_id, ts, payload)."""
-    return [
-        {
-            "bus": bus_url,
-            "topic": r.topic,
-            "key": r.key,
-            "event_id": r.event_id,
-            "ts": r.timestamp,
-            "payload": r.payload.decode(),
-        }
-        for r in records
-    ]
-
-
-def outbox_records(rows: Sequence[Any]) -> list[AppendRecord]:
-    """The records of claimed rows (id, topic, key, event_id, ts, payload), in id order."""
-    return [
-        AppendRecord(
-            topic, key, event_id, ts, payload.encode(), json.loads(payload)["correlation_id"]
-        )
-        for _, topic, key, event_id, ts, payload in sorted(rows)
-    ]
 
 
 class _Relayer:

@@ -7,7 +7,7 @@ from typing import Any
 
 from afterward._exceptions import ConfigError
 from afterward._loop import run_sync
-from afterward.events._outbox import OutboxOwner, OutboxStore, outbox_records, outbox_rows
+from afterward.events._outbox_store import OutboxOwner, OutboxStore, outbox_records, outbox_rows
 from afterward.events._records import AppendRecord
 
 __all__ = ["DjangoOutbox"]

@@ -28,7 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from afterward._exceptions import ConfigError, PublishError
 from afterward._loop import run_sync
-from afterward.events._outbox import OutboxOwner, OutboxStore, outbox_records, outbox_rows
+from afterward.events._outbox_store import OutboxOwner, OutboxStore, outbox_records, outbox_rows
 from afterward.events._records import AppendRecord
 
 __all__ = ["SQLAlchemyOutbox", "engine_of", "outbox_table"]

@@ -16,8 +16,8 @@ from typing import Any
 
 from afterward import _runtime
 from afterward._config import check_grace, settings
-from afterward._context import _correlation_id, _current_scope
-from afterward.defer import DeferScope
+from afterward._context import _correlation_id
+from afterward.defer import DeferScope, _current_scope
 from afterward.integrations._http import HEADER, choose_correlation_id
 
 __all__ = ["DeferMiddleware"]

@@ -18,9 +18,9 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponseBase
 
-from afterward._context import _correlation_id, _current_scope
+from afterward._context import _correlation_id
 from afterward._transactions import register_provider
-from afterward.defer import DeferScope
+from afterward.defer import DeferScope, _current_scope
 from afterward.integrations._http import HEADER, choose_correlation_id
 
 __all__ = ["DeferMiddleware", "install"]

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from afterward._context import _correlation_id, _current_scope
-from afterward.defer import DeferScope
+from afterward._context import _correlation_id
+from afterward.defer import DeferScope, _current_scope
 from afterward.integrations._http import HEADER, choose_correlation_id
 
 __all__ = ["DeferMiddleware"]

@@ -13,7 +13,8 @@ from afterward.jobs._connections import (
     unregister_connection,
 )
 from afterward.jobs._deferred import DeferredConnection, move_pending_to_queue
-from afterward.jobs._job import Job, JobFunction, JobOptions, job
+from afterward.jobs._job import Job, JobFunction, job
+from afterward.jobs._options import JobOptions
 from afterward.jobs._runner import SyncConnection, current_payload, run_failed, run_payload
 from afterward.jobs._serialize import JobPayload
 

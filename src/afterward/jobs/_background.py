@@ -18,9 +18,8 @@ import subprocess
 import sys
 import threading
 
-from afterward._context import _current_scope
 from afterward.concurrency._process import child_environment
-from afterward.defer import defer
+from afterward.defer import _current_scope, defer
 from afterward.jobs._serialize import JobPayload
 
 __all__ = ["BackgroundConnection", "spawn"]

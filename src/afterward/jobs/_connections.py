@@ -46,16 +46,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from afterward._config import settings
 from afterward._context import _correlation_id, new_correlation_id
 from afterward._exceptions import DispatchError
 from afterward._stats import incr
+from afterward.jobs._options import JobOptions
 from afterward.jobs._serialize import JobPayload, check_arguments, checked_path
-
-if TYPE_CHECKING:
-    from afterward.jobs._job import JobOptions
 
 __all__ = [
     "Connection",

@@ -17,18 +17,14 @@ import asyncio
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from afterward import _runtime
-from afterward._context import _current_scope
+from afterward._runtime import Callback
 from afterward._stats import incr
-from afterward.defer import DeferScope, defer
+from afterward.defer import DeferScope, _current_scope, defer
 from afterward.jobs._connections import get_connection
 from afterward.jobs._runner import attempt, run_failed
 from afterward.jobs._serialize import JobPayload
-
-if TYPE_CHECKING:
-    from afterward.defer import DeferredCallback
 
 __all__ = ["DeferredConnection", "move_pending_to_queue"]
 
@@ -117,7 +113,7 @@ def _hand_off(payload: JobPayload) -> bool:
     return True
 
 
-def _rescue(callback: DeferredCallback) -> bool:
+def _rescue(callback: Callback) -> bool:
     """Runtime rescuer: take over a deferred job left unfinished by a drain."""
     return callback.fn is _run and _hand_off(callback.args[0])
 

@@ -9,6 +9,7 @@ import pytest
 
 from afterward.events import Event, EventBus
 from afterward.events._envelope import decode_event
+from afterward.events.backends.memory import MemoryLog
 
 __all__ = ["TestBus", "afterward_bus"]
 
@@ -31,8 +32,6 @@ class TestBus(EventBus):
 
     def published(self, topic: str | None = None) -> list[Event]:
         """Every event published so far (to ``topic`` when given), in publish order."""
-        from afterward.events.backends.memory import MemoryLog
-
         log = self._core.backend.log
         assert isinstance(log, MemoryLog)
         logs = log._store.logs

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from afterward._context import _current_scope
+from afterward.defer import _current_scope
 
 if TYPE_CHECKING:
     from afterward.http import Fake

@@ -1,4 +1,5 @@
-"""Serving the demo: uvicorn on 127.0.0.1:8000, the URLs, and the ``--load`` mode."""
+"""Serving the demo shop for ``afterward demo``: uvicorn on 127.0.0.1:8000, the URLs,
+and the ``--load`` mode."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
-from afterward.demo._shop import Shop
+from afterward.cli._bus import make_bus
+from afterward.cli._output import progress, run
+from afterward.cli._serve import bind, url_of
+from afterward.demo import Shop, fire, render_table
 
 __all__ = ["run_demo"]
 
 
 def _bus(url: str | None, db: str | None) -> tuple[Any, str]:
     """The demo's bus: ``url``, else the SQLite file ``db``, else a new temp file."""
-    from afterward.cli._bus import make_bus
-
     if url is None:
         path = Path(db) if db else Path(tempfile.mkdtemp(prefix="afterward-demo-")) / "shop.db"
         url = f"sqlite:///{path.resolve()}"
@@ -31,8 +34,6 @@ async def _check_reachable(url: str) -> None:
     The shop opens its bus in the app's lifespan, where an unreachable server would
     end as uvicorn's traceback; here it is the CLI's one-line error.
     """
-    from afterward.cli._bus import make_bus
-
     async with make_bus(url):
         pass
 
@@ -53,10 +54,7 @@ def run_demo(
 
     The bus is ``bus_url`` when given, else the SQLite file ``db``, else a new temp file.
     """
-    import uvicorn
-
-    from afterward.cli._output import run
-    from afterward.cli._serve import bind, url_of
+    import uvicorn  # the demo extra; imported when the demo runs
 
     sock = bind(host, port)
     try:
@@ -97,11 +95,6 @@ def _announce(base: str, url: str, shop: Shop) -> None:
 
 
 def _measure(base: str, count: int, concurrency: int, shop: Shop) -> None:
-    from rich.console import Console
-
-    from afterward.cli._output import progress
-    from afterward.demo._load import fire, render_table
-
     variants = {
         "with afterward (POST /checkout)": "/checkout",
         "same work inline (POST /checkout-inline)": "/checkout-inline",
