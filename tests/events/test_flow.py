@@ -16,7 +16,7 @@ import pytest
 from afterward import correlate
 from afterward.events import Attempt, Event, EventBus
 from afterward.events._protocols import Backend, EventLog, FlowLog
-from afterward.events.backends import memory as memory_backend
+from afterward.events.backends.memory import _log as memory_backend
 from tests.events.backends import memory, sqlite
 
 CID = "flow-cid-1"

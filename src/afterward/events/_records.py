@@ -2,15 +2,28 @@
 
 The bus builds :class:`AppendRecord` and :class:`Done`; a backend hands back
 :class:`StoredEvent` and :class:`StoredDeadLetter`. :class:`Attempt` is one step of
-a group's history, for backends that keep flows. None of them knows a driver.
+a group's history, for backends that keep flows. The work queue's are
+:class:`QueuedJob`, :class:`Reservation`, :class:`StoredFailedJob` and
+:class:`QueueDepth`. None of them knows a driver.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["AppendRecord", "Attempt", "Done", "StoredDeadLetter", "StoredEvent"]
+__all__ = [
+    "AppendRecord",
+    "Attempt",
+    "Done",
+    "QueueDepth",
+    "QueuedJob",
+    "Reservation",
+    "StoredDeadLetter",
+    "StoredEvent",
+    "StoredFailedJob",
+    "worker_died",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +118,89 @@ class Attempt:
     outcome: str
     at: datetime
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job as a work queue stores it (see :class:`~afterward.events._protocols.WorkQueue`).
+
+    Attributes:
+        id: the dispatch's ID (``JobPayload.id``): unique in its queue; enqueueing an ID
+            the queue holds already does nothing (an outbox relay may repeat).
+        queue: the queue's name.
+        payload: the ``JobPayload`` as JSON, opaque to the backend.
+        due: POSIX time before which it must not start.
+        priority: among due jobs, higher runs first (then earlier due, then FIFO).
+        tries: attempts allowed in total: a delivery beyond that fails the job.
+        correlation_id: the dispatching request's correlation ID.
+    """
+
+    id: str
+    queue: str
+    payload: bytes
+    due: float
+    priority: int = 0
+    tries: int = 1
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A job a worker reserved: it holds it under a lease until it acks, retries,
+    fails or releases it.
+
+    Attributes:
+        job: the job (its payload as last stored: a retry stores the next attempt's).
+        attempt: this delivery's attempt number, from 1, recorded before it runs.
+    """
+
+    job: QueuedJob
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFailedJob:
+    """A job that used up its tries, as the failed-jobs store keeps it.
+
+    Attributes:
+        job: the job (its payload as of the last attempt).
+        attempts: attempts made.
+        error: ``"ExceptionType: message"`` of the last attempt (or why it was given up:
+            the worker died during it).
+        traceback: the last attempt's traceback (empty when the worker died).
+        failed_at: when it was given up (aware, UTC).
+    """
+
+    job: QueuedJob
+    attempts: int
+    error: str
+    traceback: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """How many jobs of a queue are in each state, now.
+
+    Attributes:
+        ready: due, waiting for a worker.
+        delayed: not due yet (``delay=``, ``at=``, a retry's backoff).
+        running: reserved by a worker (by worker name in ``workers``).
+        failed: in the failed-jobs store.
+        workers: running jobs per worker name.
+    """
+
+    ready: int = 0
+    delayed: int = 0
+    running: int = 0
+    failed: int = 0
+    workers: dict[str, int] = field(default_factory=dict)
+
+
+def worker_died(attempt: int, tries: int) -> str:
+    """The error of a job given up because its worker died (its lease ran out) during
+    its last try: every backend stores the same words."""
+    return (
+        f"WorkerDied: the worker running attempt {attempt} of {tries} stopped renewing "
+        "its lease (killed, crashed or out of memory) before the attempt ended"
+    )

@@ -1,33 +1,50 @@
-"""``memory://``: the reference backend, and the test double behind ``afterward_bus``.
-
-``EventBus("memory://")`` gets a private store. ``memory://NAME`` names a store shared by
-every bus opened on the same URL in this process while one of them is alive (handy for
-tests that want a second consumer). One partition per topic.
-
-It has the optional flow capability (:class:`~afterward.events._backend.FlowLog`): events
-are indexed by correlation ID, and the newest ``HISTORY_LIMIT`` attempts are kept.
-"""
+"""The memory backend's log, state and flows (:class:`MemoryLog`) and the store it
+shares with the work queue (:mod:`._queue`)."""
 
 from __future__ import annotations
 
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
-from afterward.events._protocols import Backend, ConnectContext, StateStore
-from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
+from afterward.events._protocols import ConnectContext
+from afterward.events._records import (
+    AppendRecord,
+    Attempt,
+    Done,
+    QueuedJob,
+    StoredDeadLetter,
+    StoredEvent,
+    StoredFailedJob,
+)
 
-__all__ = ["HISTORY_LIMIT", "MemoryLog"]
+__all__ = ["HISTORY_LIMIT", "JobEntry", "MemoryLog", "Store", "store_of"]
 
 #: attempts a store keeps for ``history`` (the oldest go first).
 HISTORY_LIMIT = 10_000
 
 
 @dataclass
-class _Store:
+class JobEntry:
+    """One job in the memory work queue, with where it is."""
+
+    job: QueuedJob
+    seq: int
+    state: Literal["delayed", "ready", "running", "failed"]
+    attempts: int = 0
+    worker: str | None = None
+    lease_until: float = 0.0
+    failure: StoredFailedJob | None = None
+
+
+@dataclass
+class Store:
+    """Everything one ``memory://`` URL holds."""
+
     logs: dict[str, list[AppendRecord]] = field(default_factory=dict)
     positions: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
     processed: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> id -> topic
@@ -36,9 +53,22 @@ class _Store:
     dead: dict[str, StoredDeadLetter] = field(default_factory=dict)
     flows: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # cid -> (topic, off)
     attempts: deque[Attempt] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
+    jobs: dict[str, JobEntry] = field(default_factory=dict)  # the work queue, by job ID
 
 
-_named: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
+_named: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
+
+
+def store_of(url: str) -> Store:
+    """The store of ``memory://NAME`` (shared while someone holds it), or a new private
+    one for ``memory://``."""
+    name = url.removeprefix("memory://").strip("/")
+    store = _named.get(name) if name else None
+    if store is None:
+        store = Store()
+        if name:
+            _named[name] = store
+    return store
 
 
 class MemoryLog(ConnectContext):
@@ -46,13 +76,7 @@ class MemoryLog(ConnectContext):
 
     scheme = "memory"
 
-    def __init__(self, url: str = "memory://") -> None:
-        name = url.removeprefix("memory://").strip("/")
-        store = _named.get(name) if name else None
-        if store is None:
-            store = _Store()
-            if name:
-                _named[name] = store
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def connect(self) -> None:
@@ -182,8 +206,3 @@ class MemoryLog(ConnectContext):
     async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
         found = [a for a in self._store.attempts if a.correlation_id == correlation_id]
         return found[:limit]
-
-
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
-    """The backend of a ``memory://`` URL: the log is its own state store."""
-    return Backend.of(MemoryLog(url))
