@@ -14,7 +14,8 @@ It has the optional flow capability (:class:`~afterward.events._protocols.FlowLo
 
 Files: :mod:`._db` (the connection and its thread), :mod:`._schema` (tables),
 :mod:`._events` and :mod:`._groups` (the SQL of each primitive), :mod:`._log` (the
-:class:`SQLiteLog` that runs them).
+:class:`SQLiteLog` that runs them); the work queue: :mod:`._jobs` (its SQL) and
+:mod:`._queue` (:class:`SQLiteQueue`, on the same file and thread).
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from collections.abc import Callable
 from afterward.events._protocols import Backend, StateStore
 from afterward.events.backends.sqlite._db import path_of
 from afterward.events.backends.sqlite._log import SQLiteLog
+from afterward.events.backends.sqlite._queue import SQLiteQueue
 
-__all__ = ["SQLiteLog", "open_backend", "path_of"]
+__all__ = ["SQLiteLog", "SQLiteQueue", "open_backend", "path_of"]
 
 
 def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
-    """The backend of a ``sqlite://`` URL: the file holds the log and its state."""
-    return Backend.of(SQLiteLog(url))
+    """The backend of a ``sqlite://`` URL: the file holds the log, its state and the
+    work queue."""
+    log = SQLiteLog(url)
+    return Backend.of(log, jobs=SQLiteQueue(log.db))

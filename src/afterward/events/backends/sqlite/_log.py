@@ -21,6 +21,7 @@ from afterward.events._records import (
 )
 from afterward.events.backends.sqlite import _events, _groups
 from afterward.events.backends.sqlite._db import SQLiteFile, path_of
+from afterward.events.backends.sqlite._jobs import JOBS_SCHEMA
 from afterward.events.backends.sqlite._schema import SCHEMA
 
 __all__ = ["SQLiteLog"]
@@ -39,61 +40,60 @@ class SQLiteLog(ConnectContext):
 
     def __init__(self, url: str = "sqlite:///afterward.db") -> None:
         self.path = path_of(url)
-        self._db = SQLiteFile(self.path, SCHEMA)
+        #: The file and its thread (shared with the work queue).
+        self.db = SQLiteFile(self.path, SCHEMA + JOBS_SCHEMA)
 
     def __repr__(self) -> str:
         return f"<SQLiteLog {str(self.path)!r}>"
 
     async def connect(self) -> None:
-        await self._db.connect()
+        await self.db.connect()
 
     async def aclose(self) -> None:
-        await self._db.aclose()
+        await self.db.aclose()
 
     # -- the log ----------------------------------------------------------------------
 
     async def append(self, records: Sequence[AppendRecord]) -> None:
-        await self._db.run(_call(_events.append, records=records), write=True)
+        await self.db.run(_call(_events.append, records=records), write=True)
 
     async def read(
         self, topic: str, positions: Mapping[int, int], limit: int
     ) -> Sequence[StoredEvent]:
         start = positions.get(0, 0)
-        return await self._db.run(_call(_events.read, topic=topic, start=start, limit=limit))
+        return await self.db.run(_call(_events.read, topic=topic, start=start, limit=limit))
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
-        return await self._db.run(_call(_events.end_offsets, topic=topic))
+        return await self.db.run(_call(_events.end_offsets, topic=topic))
 
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
-        return await self._db.run(_call(_events.offsets_for_time, topic=topic, since=since))
+        return await self.db.run(_call(_events.offsets_for_time, topic=topic, since=since))
 
     # -- groups -----------------------------------------------------------------------
 
     async def positions(self, group: str, topic: str) -> dict[int, int] | None:
-        return await self._db.run(_call(_groups.positions, group=group, topic=topic))
+        return await self.db.run(_call(_groups.positions, group=group, topic=topic))
 
     async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
-        await self._db.run(
+        await self.db.run(
             _call(_groups.register, group=group, topic=topic, start=positions), write=True
         )
 
     async def groups(self) -> dict[str, list[str]]:
-        return await self._db.run(_groups.groups)
+        return await self.db.run(_groups.groups)
 
     async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
-        return await self._db.run(
+        return await self.db.run(
             _call(_groups.claim, group=group, topic=topic, owner=owner, ttl=ttl), write=True
         )
 
     async def release(self, group: str, topic: str, owner: str) -> None:
-        await self._db.run(
-            _call(_groups.release, group=group, topic=topic, owner=owner), write=True
-        )
+        await self.db.run(_call(_groups.release, group=group, topic=topic, owner=owner), write=True)
 
     async def commit(
         self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
     ) -> None:
-        await self._db.run(
+        await self.db.run(
             _call(_groups.commit, group=group, topic=topic, moved=positions, done=done),
             write=True,
         )
@@ -101,17 +101,17 @@ class SQLiteLog(ConnectContext):
     async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
         if not event_ids:
             return set()
-        return await self._db.run(_call(_groups.processed, group=group, event_ids=event_ids))
+        return await self.db.run(_call(_groups.processed, group=group, event_ids=event_ids))
 
     async def key_versions(self, group: str, topic: str, keys: Sequence[str]) -> dict[str, int]:
         if not keys:
             return {}
-        return await self._db.run(_call(_groups.key_versions, group=group, topic=topic, keys=keys))
+        return await self.db.run(_call(_groups.key_versions, group=group, topic=topic, keys=keys))
 
     async def rewind(
         self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
     ) -> None:
-        await self._db.run(
+        await self.db.run(
             _call(_groups.rewind, group=group, topic=topic, moved=positions, forget=forget),
             write=True,
         )
@@ -119,33 +119,31 @@ class SQLiteLog(ConnectContext):
     # -- dead letters -----------------------------------------------------------------
 
     async def add_dead_letter(self, letter: StoredDeadLetter) -> None:
-        await self._db.run(_call(_groups.store_dead_letter, letter=letter), write=True)
+        await self.db.run(_call(_groups.store_dead_letter, letter=letter), write=True)
 
     async def dead_letters(self, group: str | None) -> list[StoredDeadLetter]:
-        return await self._db.run(_call(_groups.dead_letters, group=group))
+        return await self.db.run(_call(_groups.dead_letters, group=group))
 
     async def dead_letter(self, letter_id: str) -> StoredDeadLetter | None:
-        return await self._db.run(_call(_groups.dead_letter, letter_id=letter_id))
+        return await self.db.run(_call(_groups.dead_letter, letter_id=letter_id))
 
     async def update_dead_letter(self, letter: StoredDeadLetter) -> None:
-        await self._db.run(_call(_groups.store_dead_letter, letter=letter), write=True)
+        await self.db.run(_call(_groups.store_dead_letter, letter=letter), write=True)
 
     async def delete_dead_letter(self, letter_id: str) -> bool:
-        return await self._db.run(
-            _call(_groups.delete_dead_letter, letter_id=letter_id), write=True
-        )
+        return await self.db.run(_call(_groups.delete_dead_letter, letter_id=letter_id), write=True)
 
     # -- flows (the optional FlowLog capability) --------------------------------------
 
     async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
-        return await self._db.run(
+        return await self.db.run(
             _call(_events.events_for, correlation_id=correlation_id, limit=limit)
         )
 
     async def add_attempts(self, attempts: Sequence[Attempt]) -> None:
-        await self._db.run(_call(_events.add_attempts, attempts=attempts), write=True)
+        await self.db.run(_call(_events.add_attempts, attempts=attempts), write=True)
 
     async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
-        return await self._db.run(
+        return await self.db.run(
             _call(_events.attempts_for, correlation_id=correlation_id, limit=limit)
         )
