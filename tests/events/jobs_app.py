@@ -49,10 +49,10 @@ class Flaky(Job):
             conn.execute("INSERT INTO runs VALUES ('failed-hook', ?, ?)", (time.time(), 0))
 
 
-@job(tries=1)
+@job(tries=2)
 def block_until_file(path: str, flag: str) -> None:
     """Record a start, then wait until ``flag`` exists (a worker killed here leaves it
-    unfinished)."""
+    unfinished; its second try runs it again)."""
     with _connect(path) as conn:
         conn.execute("INSERT INTO runs VALUES ('started', ?, ?)", (time.time(), os.getpid()))
     while not os.path.exists(flag):

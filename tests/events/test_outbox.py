@@ -163,7 +163,6 @@ async def test_async_session_outbox(
 async def test_queue_jobs_dispatched_in_a_transaction_follow_it(
     engine: Engine, tmp_path: Path
 ) -> None:
-    from afterward.events._queue import job_topic
     from afterward.jobs import unregister_connection
     from tests.events.jobs_app import record
 
@@ -175,8 +174,10 @@ async def test_queue_jobs_dispatched_in_a_transaction_follow_it(
             raise RuntimeError
         with Session(engine) as session, session.begin():
             record.dispatch("nowhere.db", "committed", connection="queue")
-            assert bus.event_count_sync(job_topic("default")) == 0
-        wait_for(lambda: bus.event_count_sync(job_topic("default")) == 1, timeout=1.0)
+            assert bus.queue_stats_sync() == {}
+        wait_for(lambda: bus.queue_stats_sync().get("default") is not None, timeout=1.0)
+        (depth,) = bus.queue_stats_sync().values()
+        assert depth.ready == 1  # the committed one; the rolled-back one never existed
     finally:
         unregister_connection("queue")
 

@@ -1,8 +1,9 @@
 """``afterward worker`` (queue jobs) and ``afterward consume APP:BUS`` (event handlers).
 
-Both stop cleanly on SIGTERM or Ctrl-C: the batches in flight finish and are committed,
-nothing new starts, and the process exits 0. A second signal stops at once; what was in
-flight is then delivered again to the next consumer (nothing is lost).
+Both stop cleanly on SIGTERM or Ctrl-C and exit 0. ``consume``: the batches in flight
+finish and are committed, nothing new starts. ``worker``: nothing more is reserved, the
+running jobs get ``--grace`` seconds, the rest is handed back at once. A second signal
+stops at once; what was in flight is then delivered again (nothing is lost).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import asyncio
 import importlib
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 
 from afterward.cli._output import CliError, bus_option
-from afterward.events import EventBus, subscribe_worker
+from afterward.events import EventBus, QueueDepth
 
 __all__ = ["consume", "worker"]
 
 
-async def _serve(bus: EventBus, groups: list[str] | None) -> None:
+async def _serve(bus: EventBus, work: Awaitable[None], stop: Callable[[], None]) -> None:
+    """Run ``work`` (which connects by itself) until it returns; the first SIGTERM or
+    SIGINT calls ``stop``, a second one cancels it."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     signals = 0
@@ -31,17 +35,17 @@ async def _serve(bus: EventBus, groups: list[str] | None) -> None:
         signals += 1
         if signals == 1:
             click.echo("stopping after the work in flight (signal again to stop now)", err=True)
-            bus.stop()
+            stop()
         elif task is not None:
             task.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     try:
-        # No await before run(): it connects itself, and a signal arriving meanwhile
+        # No await before the work: it connects itself, and a signal arriving meanwhile
         # then stops it instead of being reset by it.
         try:
-            await bus.run(groups)
+            await work
         finally:
             await bus.aclose()
     except asyncio.CancelledError:
@@ -64,27 +68,57 @@ async def _serve(bus: EventBus, groups: list[str] | None) -> None:
 )
 @click.option(
     "--lease",
-    type=click.FloatRange(1),
+    type=click.FloatRange(0.1),
     default=30.0,
     show_default=True,
-    help="Seconds before another worker takes over from one that stopped responding.",
+    help="Seconds a running job stays this worker's without renewal (renewed every third).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish after SIGTERM before they are handed back.",
 )
 @bus_option
-def worker(queue: str, concurrency: int, lease: float, bus_url: str | None) -> None:
+def worker(queue: str, concurrency: int, lease: float, grace: float, bus_url: str | None) -> None:
     """Run durable jobs dispatched with connection="queue".
+
+    Any number of workers, on any number of machines where the bus is a server, share
+    one queue. Prints one status line whenever the queue's counts change.
 
     \b
     Example:
         afterward worker --queue default --concurrency 8 --bus sqlite:///shop.db
     """
     try:
-        bus = EventBus(bus_url, claim_ttl=lease)
+        bus = EventBus(bus_url)
+        bus.use_for_jobs(queue)  # jobs dispatched by jobs go to the same queue
+        runner = bus.worker(
+            queue,
+            concurrency=concurrency,
+            lease=lease,
+            grace=grace,
+            on_depth=lambda depth: click.echo(status_line(queue, depth), err=True),
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    bus.use_for_jobs(queue)  # jobs dispatched by jobs go to the same queue
-    group = subscribe_worker(bus, queue, concurrency)
-    click.echo(f"worker on {bus.url}: queue {queue!r}, concurrency {concurrency}", err=True)
-    asyncio.run(_serve(bus, [group]))
+    click.echo(
+        f"worker {runner.name} on {bus.url}: queue {queue!r}, concurrency {concurrency}, "
+        f"lease {lease:g} s, grace {grace:g} s",
+        err=True,
+    )
+    asyncio.run(_serve(bus, runner.run(), runner.stop))
+
+
+def status_line(queue: str, depth: QueueDepth) -> str:
+    """``queue 'q': ready 3 · delayed 10 · running 4 (w1 2, w2 2) · failed 0``."""
+    by_worker = ", ".join(f"{name} {n}" for name, n in sorted(depth.workers.items()))
+    running = f"running {depth.running}" + (f" ({by_worker})" if by_worker else "")
+    return (
+        f"queue {queue!r}: ready {depth.ready} · delayed {depth.delayed} · {running} · "
+        f"failed {depth.failed}"
+    )
 
 
 def _load_bus(target: str) -> EventBus:
@@ -114,4 +148,4 @@ def consume(app: str, groups: tuple[str, ...]) -> None:
     """
     bus = _load_bus(app)
     click.echo(f"consuming on {bus.url}: groups {', '.join(groups) or 'all'}", err=True)
-    asyncio.run(_serve(bus, list(groups) or None))
+    asyncio.run(_serve(bus, bus.run(list(groups) or None), bus.stop))

@@ -46,20 +46,12 @@ async def _read(bus: Any, name: str, cid: str) -> list[Any]:
     return list(await maybe_await(reader(cid))) if callable(reader) else []
 
 
-def _publish_title(event: Any) -> str:
-    data = event.data if isinstance(event.data, dict) else {}
-    if event.topic.startswith(JOB_TOPIC_PREFIX) and "path" in data:
-        queue = event.topic.removeprefix(JOB_TOPIC_PREFIX)
-        return f"job {data['path']} attempt {data.get('attempt', 1)} queued on {queue}"
-    return f"published {event.topic}"
-
-
 async def _bus_events(bus: Any, cid: str) -> list[FlowStep]:
     return [
         FlowStep(
             _timestamp(event.occurred_at),
             "publish",
-            _publish_title(event),
+            f"published {event.topic}",
             None,
             {"event": event.id, "key": event.key, "version": event.version},
         )
@@ -70,16 +62,13 @@ async def _bus_events(bus: Any, cid: str) -> list[FlowStep]:
 def _attempt_step(attempt: Any) -> FlowStep:
     group, n, outcome = attempt.group, attempt.attempt, attempt.outcome
     if is_worker_group(group):
-        # A job attempt that fails with tries left returns normally (the next attempt is
-        # queued): the worker group "handled" its event, whatever the job did. The
-        # event ID of a job attempt ends with the attempt's number.
-        job = attempt.event_id.rsplit(":", 1)[-1]
-        job = f"job attempt {job}" if job.isdigit() else "the job attempt"
+        queue = attempt.topic.removeprefix(JOB_TOPIC_PREFIX)
         title, ok = {
-            "handled": (f"{group} ran {job}", None),
-            "failed": (f"{group}: {job} failed", False),
+            "queued": (f"job attempt {n} queued on {queue}", None),
+            "handled": (f"{group} ran job attempt {n}", True),
+            "failed": (f"{group}: job attempt {n} failed", False),
             "dead_lettered": (f"{group} gave up on the job", False),
-        }.get(outcome, (f"{group} skipped {job} ({outcome})", None))
+        }.get(outcome, (f"{group} job attempt {n}: {outcome}", None))
     else:
         title, ok = {
             "handled": (f"{group} handled attempt {n}", True),
@@ -89,6 +78,8 @@ def _attempt_step(attempt: Any) -> FlowStep:
             "stale": (f"{group} skipped a stale version", None),
         }.get(outcome, (f"{group} {outcome}", None))
     kind = "dead_letter" if outcome == "dead_lettered" else "handler"
+    if outcome == "queued":
+        kind = "job"
     return FlowStep(
         _timestamp(attempt.at),
         kind,

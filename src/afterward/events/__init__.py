@@ -3,24 +3,24 @@
 ``from afterward import EventBus, Event`` is the usual spelling; see ``docs/events.md``.
 """
 
-from afterward.events._bus import EventBus
+from afterward.events._bus import EventBus, subscribe_worker
 from afterward.events._envelope import DeadLetter, Event
-from afterward.events._queue import (
+from afterward.events._job_wire import (
     JOB_TOPIC_PREFIX,
     WORKER_GROUP_PREFIX,
-    FailedJob,
     is_worker_group,
     job_topic,
-    subscribe_worker,
     worker_group,
 )
+from afterward.events._queue import FailedJob
 from afterward.events._reads import (
     has_failed_jobs,
     maybe_await,
     read_dead_letters,
     read_failed_jobs,
 )
-from afterward.events._records import Attempt
+from afterward.events._records import Attempt, QueueDepth
+from afterward.events._worker import Worker
 
 __all__ = [
     "JOB_TOPIC_PREFIX",
@@ -30,6 +30,8 @@ __all__ = [
     "Event",
     "EventBus",
     "FailedJob",
+    "QueueDepth",
+    "Worker",
     "has_failed_jobs",
     "is_worker_group",
     "job_topic",

@@ -11,18 +11,30 @@ retries, dead letters), :mod:`._admin` (lag, replay, dead letters, flows) and
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-from afterward._exceptions import ConfigError, NotFoundError
-from afterward.events._admin import Operating, discard_dead_letter
+from afterward._exceptions import ConfigError
+from afterward.events._admin import Operating
 from afterward.events._consumers import Consuming
 from afterward.events._core import BusCore, BusSettings
 from afterward.events._envelope import MAX_EVENT_BYTES, validate_topic
 from afterward.events._protocols import ConnectContext
 from afterward.events._publish import Publishing
-from afterward.events._queue import FailedJob, failed_jobs, retry_failed_job, use_for_jobs
+from afterward.events._queue import (
+    FailedJob,
+    add_worker,
+    discard_failed_job,
+    failed_jobs,
+    queue_stats,
+    retry_failed_job,
+    use_for_jobs,
+    worker_spec,
+)
+from afterward.events._records import QueueDepth
+from afterward.events._worker import Worker
 from afterward.events.backends import open_backend
 
-__all__ = ["DEFAULT_URL", "EventBus"]
+__all__ = ["DEFAULT_URL", "EventBus", "subscribe_worker"]
 
 DEFAULT_URL = "sqlite:///afterward.db"
 
@@ -116,24 +128,69 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
 
     def use_for_jobs(self, queue: str = "default") -> None:
         """Make this bus the ``"queue"`` job connection: ``dispatch(connection="queue")``
-        publishes to ``queue``, run by ``afterward worker --queue NAME``."""
-        use_for_jobs(self, queue)
+        enqueues on ``queue`` in this bus's backend, run by ``afterward worker --queue
+        NAME``.
+
+        Raises:
+            ConfigError: a bad queue name.
+        """
+        use_for_jobs(self._core, queue)
+
+    def worker(
+        self,
+        queue: str = "default",
+        *,
+        concurrency: int = 4,
+        lease: float = 30.0,
+        grace: float = 30.0,
+        on_depth: Callable[[QueueDepth], None] | None = None,
+    ) -> Worker:
+        """A worker for ``queue``'s jobs: ``await worker.run()`` until ``worker.stop()``
+        (what ``afterward worker`` runs).
+
+        Args:
+            queue: the queue.
+            concurrency: jobs run at once.
+            lease: seconds a running job stays this worker's without renewal.
+            grace: seconds ``stop()`` gives running jobs before handing them back.
+            on_depth: called with the queue's counts whenever they change.
+
+        Raises:
+            ConfigError: a bad option, or the backend has no work queue.
+        """
+        spec = worker_spec(queue, concurrency, lease, grace)
+        return Worker(
+            self._core,
+            spec.queue,
+            concurrency=spec.concurrency,
+            lease=spec.lease,
+            grace=spec.grace,
+            on_depth=on_depth,
+        )
+
+    async def queue_stats(self, queue: str | None = None) -> dict[str, QueueDepth]:
+        """Jobs per state (ready, delayed, running by worker, failed), per queue."""
+        return await queue_stats(self._core, queue)
+
+    def queue_stats_sync(self, queue: str | None = None) -> dict[str, QueueDepth]:
+        """Sync twin of :meth:`queue_stats`."""
+        return self._core.sync(queue_stats(self._core, queue))
 
     async def failed_jobs_async(self, queue: str | None = None) -> list[FailedJob]:
         """Async twin of :meth:`failed_jobs`."""
-        return await failed_jobs(self, queue)
+        return await failed_jobs(self._core, queue)
 
     def failed_jobs(self, queue: str | None = None) -> list[FailedJob]:
         """Queue jobs that used up their tries (of ``queue`` when given), oldest first."""
-        return self._core.sync(failed_jobs(self, queue))
+        return self._core.sync(failed_jobs(self._core, queue))
 
     async def retry_failed_job(self, failed_id: str) -> None:
-        """Put a failed job back on its queue with all its tries.
+        """Put a failed job back on its queue with all its tries, due now.
 
         Raises:
             NotFoundError: no failed job has that ID.
         """
-        await retry_failed_job(self, failed_id)
+        await retry_failed_job(self._core, failed_id)
 
     async def discard_failed_job(self, failed_id: str) -> None:
         """Delete a failed job for good.
@@ -141,9 +198,7 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
         Raises:
             NotFoundError: no failed job has that ID.
         """
-        if not any(job.id == failed_id for job in await failed_jobs(self)):
-            raise NotFoundError(f"no failed job with ID {failed_id!r}")
-        await discard_dead_letter(self._core, failed_id)
+        await discard_failed_job(self._core, failed_id)
 
     async def event_count(self, topic: str) -> int:
         """How many events ``topic`` holds (every partition)."""
@@ -153,3 +208,31 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
     def event_count_sync(self, topic: str) -> int:
         """Sync twin of :meth:`event_count`."""
         return self._core.sync(self.event_count(topic))
+
+
+def subscribe_worker(
+    bus: EventBus,
+    queue: str = "default",
+    concurrency: int = 1,
+    *,
+    lease: float = 30.0,
+    grace: float = 30.0,
+) -> str:
+    """Have ``bus.run()`` (and ``drain()``) run the jobs of ``queue``; return the
+    worker group's name (``afterward.worker.<queue>``: ``run(groups=[...])`` selects it).
+
+    What ``afterward worker`` does, in your own process: handy in tests and in apps
+    that run their own worker. ``drain()`` returns once the queue has nothing ready,
+    delayed or running: it waits for delayed jobs and retries.
+
+    Example:
+        >>> bus.use_for_jobs("emails")           # dispatch(connection="queue") goes here
+        >>> subscribe_worker(bus, "emails")
+        'afterward.worker.emails'
+        >>> await bus.drain()                    # runs the jobs dispatched so far
+
+    Raises:
+        ConfigError: a bad queue name, concurrency, lease or grace, or a worker is
+            already subscribed for that queue on this bus.
+    """
+    return add_worker(bus._core, worker_spec(queue, concurrency, lease, grace))

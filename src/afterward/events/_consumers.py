@@ -18,12 +18,15 @@ from typing import Any, Literal, TypeVar
 
 from afterward._exceptions import ConfigError
 from afterward.events._batch import process_batch, unwrap
-from afterward.events._core import BusCore
+from afterward.events._core import BusCore, WorkerSpec
 from afterward.events._envelope import Event, decode_event, validate_topic
+from afterward.events._job_wire import worker_group
 from afterward.events._lease import Lease
 from afterward.events._protocols import GroupLog
 from afterward.events._publish import relay_outboxes
+from afterward.events._queue import queue_of
 from afterward.events._subscription import Handler, Subscription
+from afterward.events._worker import Worker
 
 __all__ = ["Consuming", "run"]
 
@@ -132,24 +135,41 @@ async def _consume_loop(core: BusCore, sub: Subscription, stop_when_idle: bool) 
     return await _claim_loop(core, sub, stop_when_idle)
 
 
-def _select(core: BusCore, groups: Iterable[str] | None) -> list[Subscription]:
+def _select(
+    core: BusCore, groups: Iterable[str] | None
+) -> tuple[list[Subscription], list[WorkerSpec]]:
     if isinstance(groups, str):
         groups = [groups]
     wanted = None if groups is None else set(groups)
     subs = [s for s in core.subs.values() if wanted is None or s.group in wanted]
-    if wanted is not None and not wanted <= {s.group for s in subs}:
-        missing = sorted(wanted - {s.group for s in subs})
-        raise ConfigError(f"no handlers subscribed for groups {missing}")
-    return subs
+    specs = [w for w in core.workers.values() if wanted is None or worker_group(w.queue) in wanted]
+    known = {s.group for s in subs} | {worker_group(w.queue) for w in specs}
+    if wanted is not None and not wanted <= known:
+        raise ConfigError(f"no handlers subscribed for groups {sorted(wanted - known)}")
+    return subs, specs
 
 
-async def _pending(core: BusCore, subs: list[Subscription]) -> bool:
-    # A handler of one group may have published to another's topic meanwhile.
+async def _pending(core: BusCore, subs: list[Subscription], specs: list[WorkerSpec]) -> bool:
+    # A handler of one group may have published to another's topic (or queue) meanwhile.
     for sub in subs:
         positions = await core.positions_of(sub)
         ends = await core.backend.log.end_offsets(sub.topic)
         if any(end > positions.get(p, 0) for p, end in ends.items()):
             return True
+    if specs:
+        jobs, _ = queue_of(core)
+        for spec in specs:
+            depth = (await jobs.depth(spec.queue)).get(spec.queue)
+            if depth is not None and depth.ready + depth.delayed + depth.running:
+                return True
+    return False
+
+
+async def _work(core: BusCore, spec: WorkerSpec, stop_when_idle: bool) -> bool:
+    worker = Worker(
+        core, spec.queue, concurrency=spec.concurrency, lease=spec.lease, grace=spec.grace
+    )
+    await worker.run(stop_when_idle=stop_when_idle)
     return False
 
 
@@ -158,7 +178,7 @@ async def run(
 ) -> None:
     """Consume for ``groups`` (every subscribed group by default); see
     :meth:`Consuming.run`."""
-    subs = _select(core, groups)
+    subs, specs = _select(core, groups)
     # Reset before the first await: a stop() (SIGTERM) arriving while connecting or
     # relaying the outbox must still stop this run.
     core.stopping = False
@@ -170,9 +190,11 @@ async def run(
                 loops = [
                     tasks.create_task(_consume_loop(core, sub, stop_when_idle)) for sub in subs
                 ]
+                for spec in specs:
+                    tasks.create_task(_work(core, spec, stop_when_idle))
         except BaseExceptionGroup as failed:
             raise unwrap(failed) from None
-        if not stop_when_idle or not await _pending(core, subs):
+        if not stop_when_idle or not await _pending(core, subs, specs):
             return
         if any(done.result() for done in loops):
             # Another consumer holds a claim and work is pending: wait for it at the

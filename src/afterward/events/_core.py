@@ -13,19 +13,22 @@ import os
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from afterward._exceptions import ConfigError
 from afterward._loop import run_sync
 from afterward._stats import incr
+from afterward.events._job_wire import is_job_record, queued_attempt, queued_job
 from afterward.events._lag import LagWatch
 from afterward.events._outbox import write_to_outbox_async
 from afterward.events._outbox_store import OutboxStore
 from afterward.events._protocols import Backend
-from afterward.events._records import AppendRecord
+from afterward.events._records import AppendRecord, QueuedJob
 from afterward.events._schema import SchemaRegistry
 from afterward.events._subscription import Subscription
 
-__all__ = ["BusCore", "BusSettings"]
+__all__ = ["BusCore", "BusSettings", "WorkerSpec"]
 
 T = TypeVar("T")
 
@@ -40,6 +43,16 @@ class BusSettings:
     claim_ttl: float
     outbox: bool
     keep_history: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """A queue ``run()``/``drain()`` works on (``subscribe_worker``)."""
+
+    queue: str
+    concurrency: int
+    lease: float
+    grace: float
 
 
 class BusCore:
@@ -57,6 +70,9 @@ class BusCore:
         stopping: set by ``stop()``: consume loops return after their batch.
     """
 
+    def __repr__(self) -> str:
+        return f"<EventBus {self.url}>"
+
     def __init__(self, url: str, backend: Backend, settings: BusSettings) -> None:
         self.url = url
         self.backend = backend
@@ -66,6 +82,8 @@ class BusCore:
         self.subs: dict[tuple[str, str], Subscription] = {}
         self.watches: list[LagWatch] = []
         self.outboxes: dict[object, OutboxStore] = {}
+        #: Queues whose jobs ``run()``/``drain()`` also work on.
+        self.workers: dict[str, WorkerSpec] = {}
         self.stopping = False
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -89,9 +107,38 @@ class BusCore:
         await self.append_now(records)
 
     async def append_now(self, records: list[AppendRecord]) -> None:
-        """Append ``records`` to the log (no outbox) and wake local consumers."""
+        """Append ``records`` to the log (no outbox) and wake local consumers; records
+        that carry queue jobs go to the work queue instead."""
+        jobs = [queued_job(r) for r in records if is_job_record(r)]
+        if jobs:
+            await self.enqueue(jobs)
+            records = [r for r in records if not is_job_record(r)]
+            if not records:
+                return
         await self.backend.log.append(records)
         incr("events.published", len(records))
+        self._wake()
+
+    async def enqueue(self, jobs: list[QueuedJob]) -> None:
+        """Add ``jobs`` to the backend's work queue and wake local workers.
+
+        Raises:
+            ConfigError: the backend has no work queue.
+        """
+        queue = self.backend.queue
+        if queue is None:
+            raise ConfigError(f"the {self.backend.scheme}:// backend has no work queue")
+        await queue.enqueue(jobs)
+        incr("jobs.enqueued", len(jobs))
+        self._wake()
+        flow = self.backend.flow
+        if flow is not None and self.settings.keep_history:
+            now = datetime.now(UTC)
+            await flow.add_attempts(
+                [queued_attempt(j.queue, j.id, 1, j.correlation_id, now) for j in jobs]
+            )
+
+    def _wake(self) -> None:
         for loop, waker in list(self._wakers):
             if loop.is_closed():
                 self._wakers.discard((loop, waker))
@@ -99,7 +146,7 @@ class BusCore:
                 loop.call_soon_threadsafe(waker.set)
 
     def waker(self) -> asyncio.Event:
-        """An event set whenever this bus appends (for an idle consume loop)."""
+        """An event set whenever this bus appends or enqueues (for an idle loop)."""
         waker = asyncio.Event()
         self._wakers.add((asyncio.get_running_loop(), waker))
         return waker

@@ -1,129 +1,60 @@
-"""The durable ``queue`` job connection and the worker loop behind ``afterward worker``.
+"""The durable ``queue`` job connection: a work queue in the bus's backend.
 
-Jobs are events: ``dispatch(connection="queue")`` publishes the job's JSON payload to
-the topic ``afterward.jobs.<queue>`` (through the outbox when a transaction is open).
-A worker consumes it in the group ``afterward.worker.<queue>``:
-
-- one attempt per delivery (``afterward.jobs.run_payload``: timeout, defer scope,
-  correlation ID); a failed attempt with tries left is published again as the next
-  attempt, due after its backoff; the last failure calls the job's ``failed()`` and
-  lands in the failed-jobs store (the group's dead letters) with its traceback;
-- ``delay=`` and backoff make an attempt due later: the worker waits for it in its
-  slot (``--concurrency`` slots run at once);
-- a worker that dies mid-job stops renewing its claim on the queue; after the lease
-  (``claim_ttl``) another worker takes over from the last committed position, so the
-  jobs in flight are delivered again. An attempt's event ID is ``<job id>:<attempt>``,
-  so a redelivered attempt is skipped once it was recorded; a job whose effect must
-  not repeat after a crash between its commit and the worker's should record its
-  ``payload.id`` in the same transaction as the effect (see ``docs/events.md``).
-
-Several worker processes on one queue share it by failover (one consumes at a time,
-the others take over when it dies): scale a worker with ``--concurrency``.
+``dispatch(connection="queue")`` enqueues the job (through the outbox inside a database
+transaction) with its due time (``delay=``, ``at=``) and ``priority=``. Workers
+(``afterward worker``, or ``bus.run()``/``drain()`` after :func:`subscribe_worker`)
+compete for it: each reserves what it has free slots for, under a lease it renews while
+the job runs, and ends each job on its own (done, due again after its backoff, or
+failed). A worker that dies loses only the jobs it was running; they are delivered again
+once their lease runs out, and the delivery that was a job's last try fails it (its
+worker died). See :mod:`afterward.events._worker` and ``docs/jobs.md``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from afterward._exceptions import ConfigError, NotFoundError
-from afterward._stats import incr
-from afterward.events._envelope import DeadLetter, Event
-from afterward.events._subscription import Handler
-from afterward.jobs import JobPayload, register_connection, run_failed, run_payload
+from afterward._exceptions import ConfigError, DispatchError, NotFoundError, PublishError
+from afterward.events._core import BusCore, WorkerSpec
+from afterward.events._job_wire import job_record, payload_of, worker_group
+from afterward.events._outbox import write_to_outbox
+from afterward.events._protocols import FailedJobStore, WorkQueue
+from afterward.events._records import QueueDepth, StoredFailedJob
+from afterward.jobs import JobPayload, register_connection
 
 __all__ = [
-    "JOB_TOPIC_PREFIX",
-    "WORKER_GROUP_PREFIX",
     "FailedJob",
-    "JobBus",
     "QueueConnection",
+    "add_worker",
+    "discard_failed_job",
     "failed_jobs",
-    "is_worker_group",
-    "job_topic",
+    "queue_of",
+    "queue_stats",
     "retry_failed_job",
-    "subscribe_worker",
     "use_for_jobs",
-    "worker_group",
+    "worker_spec",
 ]
 
-#: Topics of queue jobs are ``afterward.jobs.<queue>``.
-JOB_TOPIC_PREFIX = "afterward.jobs."
-#: Groups of queue workers are ``afterward.worker.<queue>``; their dead letters are the
-#: failed jobs.
-WORKER_GROUP_PREFIX = "afterward.worker."
+
+def _check_queue(queue: object) -> str:
+    if not isinstance(queue, str) or not queue or len(queue) > 200:
+        raise ConfigError(f"queue must be a non-empty str of <= 200 chars, got {queue!r}")
+    return queue
 
 
-class JobBus(Protocol):
-    """What the queue needs of an :class:`~afterward.EventBus`."""
+def queue_of(core: BusCore) -> tuple[WorkQueue, FailedJobStore]:
+    """The backend's work queue and failed-jobs store.
 
-    async def publish(
-        self,
-        topic: str,
-        data: Any,
-        key: str | None = None,
-        version: int | None = None,
-        id: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Event:
-        """Publish one event."""
-        ...
-
-    def publish_sync(
-        self,
-        topic: str,
-        data: Any,
-        key: str | None = None,
-        version: int | None = None,
-        id: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Event:
-        """Publish one event, from sync code."""
-        ...
-
-    def subscribe(
-        self,
-        topic: str,
-        *,
-        group: str,
-        retries: int = 3,
-        backoff: float | Iterable[float] = (0.1, 1, 5),
-        concurrency: int = 1,
-    ) -> Callable[[Handler], Handler]:
-        """Subscribe a handler."""
-        ...
-
-    async def dead_letters_async(self, group: str | None = None) -> list[DeadLetter]:
-        """List dead letters."""
-        ...
-
-    async def discard_dead_letter(self, dead_letter_id: str) -> None:
-        """Delete a dead letter."""
-
-
-def job_topic(queue: str) -> str:
-    """The topic holding the jobs of ``queue`` (``afterward.jobs.<queue>``)."""
-    return JOB_TOPIC_PREFIX + queue
-
-
-def worker_group(queue: str) -> str:
-    """The consumer group of the workers of ``queue`` (``afterward.worker.<queue>``)."""
-    return WORKER_GROUP_PREFIX + queue
-
-
-def is_worker_group(group: str) -> bool:
-    """Whether ``group`` is a queue worker group (its dead letters are failed jobs).
-
-    Example:
-        >>> is_worker_group("afterward.worker.default"), is_worker_group("billing")
-        (True, False)
+    Raises:
+        ConfigError: the backend has none.
     """
-    return group.startswith(WORKER_GROUP_PREFIX)
+    backend = core.backend
+    if backend.queue is None or backend.failed is None:
+        raise ConfigError(f"the {backend.scheme}:// backend has no work queue")
+    return backend.queue, backend.failed
 
 
 @dataclass(frozen=True)
@@ -131,16 +62,18 @@ class FailedJob:
     """A queue job that used up its tries.
 
     Attributes:
-        id: the failed job's ID in the store (for ``retry_failed_job``/``discard``).
+        id: the failed job's ID (for ``retry_failed_job``/``discard_failed_job``): the
+            dispatch's ID.
         job_id: the dispatch's ID (``JobPayload.id``).
         queue: the queue it ran on.
         path: ``module:QualName`` of the job.
         args: its positional arguments.
         kwargs: its keyword arguments.
         attempts: attempts made.
-        error: ``"ExceptionType: message"`` of the last attempt.
-        traceback: the last attempt's traceback.
-        failed_at: when the last attempt failed.
+        error: ``"ExceptionType: message"`` of the last attempt, or why it was given up
+            (``WorkerDied: ...`` when its worker died during the last try).
+        traceback: the last attempt's traceback (empty when the worker died).
+        failed_at: when it was given up.
         correlation_id: the dispatching request's correlation ID.
     """
 
@@ -157,140 +90,135 @@ class FailedJob:
     correlation_id: str
 
 
-class QueueConnection:
-    """The ``"queue"`` job connection: publishes jobs to a bus (see the module doc)."""
+def _failed_job(stored: StoredFailedJob) -> FailedJob:
+    payload = payload_of(stored.job.payload)
+    return FailedJob(
+        id=stored.job.id,
+        job_id=payload.id,
+        queue=stored.job.queue,
+        path=payload.path,
+        args=payload.args,
+        kwargs=payload.kwargs,
+        attempts=stored.attempts,
+        error=stored.error,
+        traceback=stored.traceback,
+        failed_at=stored.failed_at,
+        correlation_id=payload.correlation_id,
+    )
 
-    def __init__(self, bus: JobBus, queue: str = "default") -> None:
-        if not isinstance(queue, str) or not queue:
-            raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
-        self.bus = bus
-        self.queue = queue
+
+class QueueConnection:
+    """The ``"queue"`` job connection: enqueues jobs on a bus's work queue."""
+
+    def __init__(self, core: BusCore, queue: str = "default") -> None:
+        self.core = core
+        self.queue = _check_queue(queue)
 
     def dispatch(self, payload: JobPayload) -> None:
-        """Publish ``payload`` (blocks for one bus write; goes to the outbox in a
-        transaction)."""
-        self.bus.publish_sync(
-            job_topic(self.queue), asdict(payload), id=_event_id(payload, "0"), headers=_round("0")
-        )
+        """Enqueue ``payload`` (blocks for one backend write; goes to the outbox inside
+        a transaction).
+
+        Raises:
+            DispatchError: the job is over the bus's size cap.
+        """
+        core = self.core
+        record = job_record(payload, self.queue)
+        if len(record.payload) > core.settings.max_event_bytes:
+            raise DispatchError(
+                f"job {payload.path} is {len(record.payload)} bytes encoded, over the "
+                f"{core.settings.max_event_bytes}-byte cap"
+            )
+        if core.settings.outbox and write_to_outbox(core, [record]):
+            return
+        try:
+            core.sync(core.append_now([record]))
+        except PublishError as exc:  # pragma: no cover - the record was checked above
+            raise DispatchError(str(exc)) from exc
 
 
-def _round(name: str) -> dict[str, str]:
-    return {"afterward-round": name}
-
-
-def _event_id(payload: JobPayload, round_: str) -> str:
-    # A failed job put back by retry_failed_job starts a new round of attempts.
-    return f"{payload.id}:{round_}:{payload.attempt}"
-
-
-def use_for_jobs(bus: JobBus, queue: str = "default") -> QueueConnection:
-    """Register ``bus`` as the ``"queue"`` job connection (jobs go to ``queue``)."""
-    connection = QueueConnection(bus, queue)
+def use_for_jobs(core: BusCore, queue: str = "default") -> QueueConnection:
+    """Register the bus as the ``"queue"`` job connection (jobs go to ``queue``)."""
+    connection = QueueConnection(core, queue)
     register_connection("queue", connection)
     return connection
 
 
-def subscribe_worker(bus: JobBus, queue: str = "default", concurrency: int = 1) -> str:
-    """Subscribe the job runner of ``queue`` on ``bus``; return the worker group.
-
-    What ``afterward worker`` does: after it, ``bus.run()`` (or ``drain()``) runs the
-    queue's jobs in this process, in the group ``afterward.worker.<queue>``, up to
-    ``concurrency`` at once. Handy in tests and in apps that run their own worker.
-
-    Example:
-        >>> bus.use_for_jobs("emails")           # dispatch(connection="queue") goes here
-        >>> subscribe_worker(bus, "emails")
-        'afterward.worker.emails'
-        >>> await bus.drain()                    # runs the jobs dispatched so far
+def worker_spec(queue: object, concurrency: object, lease: object, grace: object) -> WorkerSpec:
+    """A worker's options, checked.
 
     Raises:
-        ConfigError: ``queue`` is not a non-empty str, or a worker is already
-            subscribed for it on this bus.
+        ConfigError: a bad queue name, concurrency (int >= 1), lease (seconds > 0) or
+            grace (seconds >= 0).
     """
-    if not isinstance(queue, str) or not queue:
-        raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
-    topic = job_topic(queue)
-
-    async def run_job(event: Event) -> None:
-        payload = JobPayload.from_json(json.dumps(event.data))
-        wait = payload.available_at - time.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        try:
-            await run_payload(payload)
-        except Exception as exc:
-            if payload.attempt < payload.tries:
-                following = replace(
-                    payload,
-                    attempt=payload.attempt + 1,
-                    available_at=time.time() + payload.backoff_after(payload.attempt),
-                )
-                round_ = event.headers.get("afterward-round", "0")
-                await bus.publish(
-                    topic,
-                    asdict(following),
-                    id=_event_id(following, round_),
-                    headers=_round(round_),
-                )
-                incr("jobs.retried")
-                return
-            incr("jobs.failed")
-            await run_failed(payload, exc)
-            raise
-        incr("jobs.completed")
-
-    run_job.__qualname__ = f"job runner of queue {queue!r}"
-    group = worker_group(queue)
-    bus.subscribe(topic, group=group, retries=0, backoff=(), concurrency=concurrency)(run_job)
-    return group
+    _check_queue(queue)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    for name, value, low in (("lease", lease, 0.0), ("grace", grace, -1.0)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= low:
+            bound = "> 0" if low == 0 else ">= 0"
+            raise ConfigError(f"{name} must be seconds {bound}, got {value!r}")
+    return WorkerSpec(str(queue), int(concurrency), float(lease), float(grace))  # type: ignore[arg-type]
 
 
-async def failed_jobs(bus: JobBus, queue: str | None = None) -> list[FailedJob]:
+def add_worker(core: BusCore, spec: WorkerSpec) -> str:
+    """Have the bus's ``run()``/``drain()`` run ``spec.queue``'s jobs (see
+    :func:`afterward.events.subscribe_worker`); return the worker group's name.
+
+    Raises:
+        ConfigError: the backend has no work queue, or a worker for that queue is
+            already subscribed.
+    """
+    if spec.queue in core.workers:
+        raise ConfigError(f"a worker for queue {spec.queue!r} is already subscribed on this bus")
+    queue_of(core)
+    core.workers[spec.queue] = spec
+    return worker_group(spec.queue)
+
+
+async def failed_jobs(core: BusCore, queue: str | None = None) -> list[FailedJob]:
     """Failed jobs (of ``queue`` when given), oldest first."""
-    found = []
-    for letter in await bus.dead_letters_async():
-        if not is_worker_group(letter.group):
-            continue
-        name = letter.group.removeprefix(WORKER_GROUP_PREFIX)
-        if queue is not None and name != queue:
-            continue
-        data = letter.event.data
-        found.append(
-            FailedJob(
-                id=letter.id,
-                job_id=data["id"],
-                queue=name,
-                path=data["path"],
-                args=data["args"],
-                kwargs=data["kwargs"],
-                attempts=data["attempt"],
-                error=letter.error,
-                traceback=letter.traceback,
-                failed_at=letter.failed_at,
-                correlation_id=data["correlation_id"],
-            )
-        )
-    return found
+    if queue is not None:
+        _check_queue(queue)
+    _, failed = queue_of(core)
+    return [_failed_job(f) for f in await failed.failed_jobs(queue)]
 
 
-async def retry_failed_job(bus: JobBus, failed_id: str) -> None:
-    """Put a failed job back on its queue with all its tries, and drop it from the store.
+async def retry_failed_job(core: BusCore, failed_id: str) -> None:
+    """Put a failed job back on its queue with all its tries, due now.
 
     Raises:
         NotFoundError: no failed job has that ID.
     """
-    for job in await failed_jobs(bus):
-        if job.id == failed_id:
-            letter = next(d for d in await bus.dead_letters_async() if d.id == failed_id)
-            payload = JobPayload.from_json(json.dumps(letter.event.data))
-            fresh = replace(payload, attempt=1, available_at=0.0)
-            round_ = failed_id[:12]
-            await bus.publish(
-                job_topic(job.queue),
-                asdict(fresh),
-                id=_event_id(fresh, round_),
-                headers=_round(round_),
-            )
-            await bus.discard_dead_letter(failed_id)
-            return
-    raise NotFoundError(f"no failed job with ID {failed_id!r}")
+    _, failed = queue_of(core)
+    stored = await failed.failed_job(_check_id(failed_id))
+    if stored is None:
+        raise NotFoundError(f"no failed job with ID {failed_id!r}")
+    fresh = replace(payload_of(stored.job.payload), attempt=1, available_at=0.0)
+    job = replace(stored.job, payload=fresh.to_json().encode(), due=time.time())
+    if not await failed.requeue_failed_job(failed_id, job):
+        raise NotFoundError(f"no failed job with ID {failed_id!r}")
+
+
+async def discard_failed_job(core: BusCore, failed_id: str) -> None:
+    """Delete a failed job for good.
+
+    Raises:
+        NotFoundError: no failed job has that ID.
+    """
+    _, failed = queue_of(core)
+    if not await failed.delete_failed_job(_check_id(failed_id)):
+        raise NotFoundError(f"no failed job with ID {failed_id!r}")
+
+
+async def queue_stats(core: BusCore, queue: str | None = None) -> dict[str, QueueDepth]:
+    """Jobs per state, per queue (of ``queue`` when given)."""
+    if queue is not None:
+        _check_queue(queue)
+    jobs, _ = queue_of(core)
+    return await jobs.depth(queue)
+
+
+def _check_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"a failed job ID must be a non-empty str, got {value!r}")
+    return value

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from afterward.events._queue import is_worker_group
+from afterward.events._job_wire import is_worker_group
 
 __all__ = ["has_failed_jobs", "maybe_await", "read_dead_letters", "read_failed_jobs"]
 

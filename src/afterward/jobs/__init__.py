@@ -15,7 +15,13 @@ from afterward.jobs._connections import (
 from afterward.jobs._deferred import DeferredConnection, move_pending_to_queue
 from afterward.jobs._job import Job, JobFunction, job
 from afterward.jobs._options import JobOptions
-from afterward.jobs._runner import SyncConnection, current_payload, run_failed, run_payload
+from afterward.jobs._runner import (
+    SyncConnection,
+    attempt,
+    current_payload,
+    run_failed,
+    run_payload,
+)
 from afterward.jobs._serialize import JobPayload
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "JobOptions",
     "JobPayload",
     "SyncConnection",
+    "attempt",
     "current_payload",
     "get_connection",
     "job",

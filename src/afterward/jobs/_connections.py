@@ -46,6 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from afterward._config import settings
@@ -129,6 +130,33 @@ def _missing(name: str) -> DispatchError:
     return DispatchError(f"unknown job connection {name!r}; registered connections: {known}")
 
 
+def _schedule(delay: object, at: object, priority: object) -> tuple[float, int]:
+    """``(available_at, priority)`` from ``dispatch``'s arguments (0.0: now).
+
+    Raises:
+        DispatchError: a negative or non-finite ``delay``, a naive or non-datetime
+            ``at``, both, or a ``priority`` that is not an int.
+    """
+    if delay is not None and at is not None:
+        raise DispatchError("give delay= or at=, not both")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise DispatchError(f"priority must be an int, got {priority!r}")
+    rank = priority or 0
+    if at is not None:
+        if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+            raise DispatchError(f"at must be an aware datetime (with a time zone), got {at!r}")
+        return at.timestamp(), rank  # in the past: as soon as possible
+    if delay is None:
+        return 0.0, rank
+    if (
+        not isinstance(delay, int | float)
+        or isinstance(delay, bool)
+        or not (delay >= 0 and math.isfinite(delay))
+    ):
+        raise DispatchError(f"delay must be None or a finite number of seconds >= 0, got {delay!r}")
+    return (time.time() + delay if delay else 0.0), rank
+
+
 def send(
     target: Any,
     signature_of: Callable[..., object],
@@ -137,8 +165,14 @@ def send(
     options: JobOptions,
     connection: str | None,
     delay: float | None,
+    at: datetime | None = None,
+    priority: int | None = None,
 ) -> JobPayload:
-    """Check a job and hand it to its connection (``Job.dispatch`` and ``@job``)."""
+    """Check a job and hand it to its connection (``Job.dispatch`` and ``@job``).
+
+    Raises:
+        DispatchError: bad arguments, delay, time or priority, an unknown connection.
+    """
     name = settings.default_connection if connection is None else connection
     driver = _connections.get(name) if isinstance(name, str) else None
     recorder = _recorder
@@ -146,12 +180,7 @@ def send(
     # unknown name would fail in production, so it fails here too.
     if driver is None and (recorder is None or name != "queue"):
         raise _missing(str(name))
-    if delay is not None and (
-        not isinstance(delay, int | float)
-        or isinstance(delay, bool)
-        or not (delay >= 0 and math.isfinite(delay))
-    ):
-        raise DispatchError(f"delay must be None or a finite number of seconds >= 0, got {delay!r}")
+    available_at, rank = _schedule(delay, at, priority)
     path = checked_path(target)
     json_args, json_kwargs = check_arguments(path, signature_of, args, kwargs)
     now = time.time()
@@ -164,8 +193,9 @@ def send(
         tries=options.tries,
         backoff=list(options.backoff),
         timeout=options.timeout,
-        available_at=now + delay if delay else 0.0,
+        available_at=available_at,
         dispatched_at=now,
+        priority=rank,
     )
     if recorder is not None:
         recorder(target, payload, str(name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeVar, overload
 
 from afterward._exceptions import DispatchError, InvalidCallbackError
@@ -67,7 +68,14 @@ class Job:
         """Called once after the last try failed, with its exception (default: nothing)."""
         return None
 
-    def dispatch(self, *, connection: str | None = None, delay: float | None = None) -> JobPayload:
+    def dispatch(
+        self,
+        *,
+        connection: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+    ) -> JobPayload:
         """Send the job to a connection.
 
         Args:
@@ -75,19 +83,25 @@ class Job:
                 any registered name; default ``afterward.configure(default_connection=...)``
                 (``"deferred"``).
             delay: seconds to wait before the first attempt.
+            at: an aware datetime before which the first attempt must not start (in the
+                past: as soon as possible). Give ``delay`` or ``at``, not both.
+            priority: on the ``queue`` connection, among due jobs higher runs first
+                (default 0); other connections run jobs in dispatch order.
 
         Returns:
             The payload sent (its ``id`` names this dispatch).
 
         Raises:
             DispatchError: an argument is not JSON, the class is not importable by
-                its path, the connection is unknown or not configured. Nothing was
-                sent then.
+                its path, the connection is unknown or not configured, a negative
+                ``delay``, a naive ``at``, both, or a ``priority`` that is not an int.
+                Nothing was sent then.
             NoScopeError: ``"deferred"`` with no defer scope open.
         """
         args, kwargs = self._afterward_args
         cls = type(self)
-        return send(cls, cls, args, kwargs, cls._afterward_options, connection, delay)
+        options = cls._afterward_options
+        return send(cls, cls, args, kwargs, options, connection, delay, at, priority)
 
 
 class JobFunction(Generic[P, R]):
@@ -106,7 +120,13 @@ class JobFunction(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     def dispatch(
-        self, *args: Any, connection: str | None = None, delay: float | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        connection: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
     ) -> JobPayload:
         """Send a call of the function to a connection (see :meth:`Job.dispatch`).
 
@@ -122,7 +142,7 @@ class JobFunction(Generic[P, R]):
                     f"cannot dispatch {self.fn.__qualname__}: its arguments do not fit its "
                     f"signature {self._signature}: {exc}"
                 ) from None
-        return send(self, self.fn, args, kwargs, self.options, connection, delay)
+        return send(self, self.fn, args, kwargs, self.options, connection, delay, at, priority)
 
     def __repr__(self) -> str:
         return f"<job {self.fn.__module__}.{self.fn.__qualname__}>"

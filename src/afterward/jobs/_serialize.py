@@ -37,6 +37,7 @@ class JobPayload:
         timeout: seconds per attempt, or ``None``.
         available_at: Unix time before which the next attempt must not start.
         dispatched_at: Unix time of the dispatch.
+        priority: on the ``queue`` connection, among due jobs higher runs first.
     """
 
     id: str
@@ -50,6 +51,7 @@ class JobPayload:
     timeout: float | None = None
     available_at: float = 0.0
     dispatched_at: float = 0.0
+    priority: int = 0
 
     @property
     def delay(self) -> float:
