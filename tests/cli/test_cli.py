@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from afterward import correlate
 from afterward.cli import main
 from afterward.events import EventBus
+from afterward.jobs import unregister_connection
 from tests.cli import shop_app
 
 AFTERWARD = str(Path(sys.executable).with_name("afterward"))
@@ -66,6 +67,7 @@ def test_every_command_has_help_with_an_example() -> None:
         ("failed", "list"),
         ("failed", "retry"),
         ("failed", "discard"),
+        ("queue", "stats"),
     ):
         assert expected in commands
     for command in commands:
@@ -241,6 +243,23 @@ def test_failed_jobs_list_retry_discard(bus_url: str) -> None:
     missing = CliRunner().invoke(main, ["failed", "discard", "nope"])
     assert missing.exit_code == 1
     assert missing.stderr.strip() == "Error: no failed job with ID 'nope'"
+
+
+def test_queue_stats(bus_url: str) -> None:
+    assert invoke("queue", "stats").output.strip() == "Queues: no jobs in any queue"
+    bus = EventBus(bus_url)
+    bus.use_for_jobs("receipts")
+    try:
+        shop_app.send_receipt.dispatch("ORD-1", connection="queue")
+        shop_app.send_receipt.dispatch("ORD-2", connection="queue", delay=3600)
+    finally:
+        unregister_connection("queue")
+    stats = json.loads(invoke("queue", "stats", "--json").output)
+    assert stats == {
+        "receipts": {"ready": 1, "delayed": 1, "running": 0, "failed": 0, "workers": {}}
+    }
+    table = invoke("queue", "stats", "--queue", "receipts").output
+    assert "receipts" in table and "Delayed" in table
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,18 @@ import sqlite3
 import time
 
 from afterward import Job, job
+from afterward.jobs import current_payload
 
-__all__ = ["AppendEffect", "FailsFirst", "Flaky", "block_until_file", "record"]
+__all__ = [
+    "AppendEffect",
+    "FailsFirst",
+    "Flaky",
+    "attempt_until_file",
+    "block_until_file",
+    "exit_now",
+    "nap",
+    "record",
+]
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -106,3 +116,28 @@ class FailsFirst(Job):
             conn.execute("INSERT INTO runs VALUES ('try', ?, ?)", (time.time(), os.getpid()))
         if tried == 0:
             raise RuntimeError("first attempt fails")
+
+
+@job(tries=1)
+def nap(path: str, value: str, seconds: float) -> None:
+    """Sleep ``seconds`` (a stand-in for real work), then record ``value``."""
+    time.sleep(seconds)
+    _record(path, value)
+
+
+@job(tries=2)
+def exit_now(path: str) -> None:
+    """Record a delivery, then end the worker process at once (a segfault, the OOM
+    killer): the attempt never returns."""
+    _record(path, "delivered")
+    os._exit(3)
+
+
+@job(tries=1)
+def attempt_until_file(path: str, flag: str) -> None:
+    """Record ``started <attempt>``, wait until ``flag`` exists, record ``finished``."""
+    payload = current_payload()
+    _record(path, f"started {payload.attempt if payload else '?'}")
+    while not os.path.exists(flag):
+        time.sleep(0.01)
+    _record(path, "finished")

@@ -75,7 +75,7 @@ def consume(
     asyncio.run(bus.run(stop_when_idle=stop_when_idle))
 
 
-def work(bus_url: str, queue: str, concurrency: int, lease: float) -> None:
+def work(bus_url: str, queue: str, concurrency: int, lease: float, grace: float = 30.0) -> None:
     """``afterward worker`` in this process, with a short lease for the tests."""
     from afterward.cli._worker import worker
 
@@ -89,6 +89,8 @@ def work(bus_url: str, queue: str, concurrency: int, lease: float) -> None:
             str(concurrency),
             "--lease",
             str(lease),
+            "--grace",
+            str(grace),
         ],
         standalone_mode=True,
     )

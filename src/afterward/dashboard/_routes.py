@@ -185,6 +185,16 @@ async def dead_letters_bulk(request: Request) -> Response:
     return _back(request, "/dead-letters", message, group=group, topic=topic, q=text)
 
 
+async def queues(request: Request) -> HTMLResponse:
+    """``GET /queues``: ready, delayed, running (by worker) and failed jobs per queue."""
+    bus = request.app.state.bus
+    reader = getattr(bus, "queue_stats", None)
+    depths = await maybe_await(reader()) if callable(reader) else {}
+    return _render(
+        request, "queues.html", supported=callable(reader), depths=sorted(depths.items())
+    )
+
+
 async def failed_jobs(request: Request) -> HTMLResponse:
     """``GET /failed-jobs``: the list, filtered by ``queue`` and ``q``."""
     q = request.query_params
@@ -301,6 +311,7 @@ def routes() -> list[Route]:
         Route("/dead-letters/bulk", dead_letters_bulk, methods=["POST"]),
         Route("/dead-letters/{id}", dead_letter),
         Route("/dead-letters/{id}/{action:str}", dead_letter_action, methods=["POST"]),
+        Route("/queues", queues),
         Route("/failed-jobs", failed_jobs),
         Route("/failed-jobs/bulk", failed_jobs_bulk, methods=["POST"]),
         Route("/failed-jobs/{id}", failed_job),
