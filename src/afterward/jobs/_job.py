@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeGuard, TypeVar, overload
+from typing import Any, ClassVar, Generic, ParamSpec, Self, TypeVar, overload
 
+from afterward._backoff import check_backoff, is_seconds
 from afterward._exceptions import ConfigError, DispatchError, InvalidCallbackError
 from afterward.jobs._connections import send
 from afterward.jobs._serialize import JobPayload
@@ -37,24 +37,10 @@ class JobOptions:
         """
         if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
             raise ConfigError(f"{where}: tries must be an int >= 1, got {tries!r}")
-        steps = (backoff,) if _is_seconds(backoff) else backoff
-        if not isinstance(steps, Sequence) or isinstance(steps, str):
-            raise ConfigError(f"{where}: backoff must be seconds or a sequence, got {backoff!r}")
-        delays = tuple(float(step) for step in steps if _is_seconds(step))
-        if len(delays) != len(steps):
-            raise ConfigError(f"{where}: backoff values must be seconds >= 0, got {backoff!r}")
-        if timeout is not None and not (_is_seconds(timeout) and timeout > 0):
+        delays = check_backoff(where, backoff)
+        if timeout is not None and not (is_seconds(timeout) and timeout > 0):
             raise ConfigError(f"{where}: timeout must be None or seconds > 0, got {timeout!r}")
         return cls(tries, delays, None if timeout is None else float(timeout))
-
-
-def _is_seconds(value: object) -> TypeGuard[float]:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
 
 
 class Job:
