@@ -7,6 +7,7 @@ import email.utils
 import random
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from afterward import http
 from afterward.http import _client
 from tests.support import serve_asgi
 
@@ -48,6 +50,16 @@ class ServerState:
 class Server:
     url: str
     state: ServerState
+
+
+def tag() -> str:
+    """A fresh tag, telling one test's requests apart in the shared server's state."""
+    return uuid.uuid4().hex[:12]
+
+
+def delayed(server: Server, ms: int, t: str) -> http.PendingRequest:
+    """A GET the server answers after ``ms`` milliseconds, counted in flight under ``t``."""
+    return http.get(f"{server.url}/delay/{ms}", params={"tag": t})
 
 
 def _app(state: ServerState) -> Starlette:

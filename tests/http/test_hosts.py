@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 
 import pytest
 
 import afterward
 from afterward import ConfigError, http
 from afterward.http import _hosts
-from tests.http.conftest import Server
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def delayed(server: Server, ms: int, t: str) -> http.PendingRequest:
-    return http.get(f"{server.url}/delay/{ms}", params={"tag": t})
+from tests.http.conftest import Server, delayed, tag
 
 
 async def test_a_pool_never_exceeds_the_cap_on_one_host(server: Server) -> None:

@@ -6,7 +6,6 @@ import email.utils
 import logging
 import socket
 import time
-import uuid
 
 import httpx
 import pytest
@@ -14,11 +13,7 @@ import pytest
 import afterward
 from afterward import ConfigError, InvalidCallbackError, http
 from afterward.http import _retry
-from tests.http.conftest import Server
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:12]
+from tests.http.conftest import Server, tag
 
 
 def failing(

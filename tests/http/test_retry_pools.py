@@ -7,7 +7,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -16,11 +15,7 @@ import pytest
 import afterward
 from afterward import ConfigError, StrayRequestError, http
 from afterward.http import _hosts
-from tests.http.conftest import Server
-
-
-def tag() -> str:
-    return uuid.uuid4().hex[:12]
+from tests.http.conftest import Server, tag
 
 
 def failing(server: Server, n: int, code: int, t: str) -> http.PendingRequest:

@@ -55,6 +55,9 @@ class Batch(Generic[K, R]):
     correlation ID) and counted in ``afterward.stats()["hooks.failed"]``; the batch
     goes on and ``finally_`` still runs.
 
+    With :meth:`retry` (or requests' own ``.retry()``), ``progress`` and ``catch`` are
+    called once per key with its final outcome, after its retries.
+
     Example:
         >>> results = await (
         ...     http.batch({"inventory": http.post(u1, json=a), "payment": http.post(u2, json=b)})
