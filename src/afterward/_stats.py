@@ -36,7 +36,11 @@ def stats() -> dict[str, int]:
       durably (a deferred job moved to the queue).
     - ``jobs.dispatched`` / ``jobs.completed`` / ``jobs.failed``: jobs dispatched, that
       succeeded, that failed every try; ``jobs.attempts_failed`` counts failed attempts.
-    - ``hooks.failed``: user hooks (HTTP batch hooks, ``on_lag`` callbacks...) that raised.
+    - ``hooks.failed``: user hooks (HTTP batch hooks, retry ``when=`` predicates,
+      ``on_lag`` callbacks...) that raised.
+    - ``http.retries``: HTTP attempts made again (one per retry, whatever the outcome).
+    - ``http.retries_exhausted``: HTTP requests whose last allowed attempt still failed
+      in a retryable way (their final outcome is that failure).
 
     Example:
         >>> afterward.stats()["defer.failed"]

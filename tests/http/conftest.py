@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import random
 import threading
+import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from afterward import http
 from afterward.http import _client
 from tests.support import serve_asgi
 
@@ -32,12 +37,29 @@ class ServerState:
     )
     gate: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    #: requests per tag, the wall-clock time each arrived, Retry-After values sent
+    hits: Counter[str] = field(default_factory=Counter)
+    arrivals: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    retry_after: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    #: /flaky: the ids answered 200, per tag; failures drawn from a seeded generator
+    delivered: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    rng: random.Random = field(default_factory=lambda: random.Random(1234))
 
 
 @dataclass
 class Server:
     url: str
     state: ServerState
+
+
+def tag() -> str:
+    """A fresh tag, telling one test's requests apart in the shared server's state."""
+    return uuid.uuid4().hex[:12]
+
+
+def delayed(server: Server, ms: int, t: str) -> http.PendingRequest:
+    """A GET the server answers after ``ms`` milliseconds, counted in flight under ``t``."""
+    return http.get(f"{server.url}/delay/{ms}", params={"tag": t})
 
 
 def _app(state: ServerState) -> Starlette:
@@ -47,6 +69,8 @@ def _app(state: ServerState) -> Starlette:
             assert request.client is not None
             state.ports[tag].add(request.client.port)
             state.correlation_ids[tag].append(request.headers.get("x-correlation-id"))
+            state.hits[tag] += 1
+            state.arrivals[tag].append(time.time())
         return tag
 
     async def echo(request: Request) -> JSONResponse:
@@ -101,8 +125,49 @@ def _app(state: ServerState) -> Starlette:
             Route("/hang", hang),
             Route("/gate", gate),
             Mount("/drop", app=drop),
+            *_retry_routes(state, seen),
         ]
     )
+
+
+def _retry_routes(state: ServerState, seen: Callable[[Request], str]) -> list[Route]:
+    async def fail(request: Request) -> Response:
+        """The first ``n`` requests of a tag get ``code`` (and ``Retry-After`` when asked
+        for: ``after=<seconds>`` or ``date_in=<seconds>`` for an HTTP date), then 200."""
+        tag = seen(request)
+        attempt = state.hits[tag]
+        if attempt > int(request.path_params["n"]):
+            return JSONResponse({"attempt": attempt})
+        headers: dict[str, str] = {}
+        params = request.query_params
+        if "after" in params:
+            headers["Retry-After"] = params["after"]
+        elif "date_in" in params:
+            # Whole seconds, as HTTP dates have: the wait is what is left until then.
+            headers["Retry-After"] = email.utils.formatdate(
+                int(time.time()) + int(params["date_in"]), usegmt=True
+            )
+        with state.lock:
+            state.retry_after[tag].extend(headers.values())
+        return Response(b"not yet", status_code=int(request.path_params["code"]), headers=headers)
+
+    async def flaky(request: Request) -> Response:
+        """503 for a share ``p`` of requests drawn at random (seeded), else 200."""
+        tag = seen(request)
+        with state.lock:
+            failed = state.rng.random() < float(request.query_params["p"])
+            if not failed:
+                state.delivered[tag].append(request.query_params["id"])
+        return Response(b"", status_code=503 if failed else 200)
+
+    return [
+        Route(
+            "/fail/{n:int}/{code:int}",
+            fail,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        ),
+        Route("/flaky", flaky, methods=["POST"]),
+    ]
 
 
 @pytest.fixture(scope="package")
@@ -117,11 +182,16 @@ def server() -> Iterator[Server]:
             state.release.set()
 
 
+@pytest.fixture(scope="package")
+def other_server(server: Server) -> Iterator[Server]:
+    """A second host (another port), recording into the first server's state."""
+    with serve_asgi(_app(server.state), timeout_graceful_shutdown=2) as url:
+        yield Server(url, server.state)
+
+
 @pytest.fixture(autouse=True)
 def _default_http_settings() -> Iterator[None]:
-    saved = (_client.settings.base_url, _client.settings.timeout, _client.settings.headers)
-    saved_client = _client.settings.client
-    yield
     s = _client.settings
-    s.base_url, s.timeout, s.headers = saved
-    s.client = saved_client
+    saved = (s.base_url, s.timeout, s.headers, s.client, s.retry, s.max_per_host)
+    yield
+    s.base_url, s.timeout, s.headers, s.client, s.retry, s.max_per_host = saved

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from afterward._backoff import check_backoff
 from afterward._exceptions import ConfigError
 from afterward.events._envelope import Event, validate_topic
 
@@ -67,12 +68,7 @@ class Subscription:
         check_group(group)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
-        steps = (backoff,) if isinstance(backoff, int | float) else backoff
-        if not isinstance(steps, Iterable) or isinstance(steps, str):
-            raise ConfigError(f"backoff must be seconds or a sequence of them, got {backoff!r}")
-        delays = tuple(steps)
-        if any(isinstance(d, bool) or not isinstance(d, int | float) or d < 0 for d in delays):
-            raise ConfigError(f"backoff must be seconds >= 0, got {backoff!r}")
+        delays = check_backoff(f"subscribe({topic!r}, group={group!r})", backoff)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if start not in ("earliest", "latest"):
@@ -82,7 +78,7 @@ class Subscription:
             group,
             _no_handler,
             retries,
-            tuple(float(d) for d in delays),
+            delays,
             concurrency,
             start,
             inbox,

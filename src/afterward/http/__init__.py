@@ -9,6 +9,7 @@ Example:
     >>> resp = await http.get("https://api.example.com/users/1")
     >>> results = await http.pool({"user": http.get(u1), "orders": http.get(u2)})
     >>> http.batch([http.post(hook, json=event) for hook in hooks]).defer()
+    >>> await http.get(url).retry(3)     # on transport errors, 429 and 5xx
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from afterward.http._request import (
     put,
     request,
 )
+from afterward.http._retry import Retry
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -49,6 +51,7 @@ __all__ = [
     "PendingRequest",
     "RequestOptions",
     "Result",
+    "Retry",
     "aclose",
     "batch",
     "configure",

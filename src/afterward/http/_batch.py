@@ -20,8 +20,17 @@ from afterward._threads import DaemonExecutor
 from afterward.defer import DeferredCallback
 from afterward.defer import defer as defer_callback
 from afterward.http._fake import Fake, active_fakes, bind
-from afterward.http._pool import Result, check_concurrency, is_failure, run_requests, split_requests
+from afterward.http._pool import (
+    UNSET,
+    Result,
+    check_concurrency,
+    is_failure,
+    pool_retry,
+    run_requests,
+    split_requests,
+)
 from afterward.http._request import PendingRequest
+from afterward.http._retry import DEFAULT_BACKOFF, Retry, RetryValue, When
 
 __all__ = ["Batch", "batch"]
 
@@ -46,6 +55,9 @@ class Batch(Generic[K, R]):
     correlation ID) and counted in ``afterward.stats()["hooks.failed"]``; the batch
     goes on and ``finally_`` still runs.
 
+    With :meth:`retry` (or requests' own ``.retry()``), ``progress`` and ``catch`` are
+    called once per key with its final outcome, after its retries.
+
     Example:
         >>> results = await (
         ...     http.batch({"inventory": http.post(u1, json=a), "payment": http.post(u2, json=b)})
@@ -56,9 +68,12 @@ class Batch(Generic[K, R]):
         ... )
     """
 
-    def __init__(self, requests: object, *, concurrency: int | None = None) -> None:
+    def __init__(
+        self, requests: object, *, concurrency: int | None = None, retry: object = UNSET
+    ) -> None:
         self._keys, self._requests = split_requests(requests, "batch")
         self._limit = check_concurrency(concurrency)
+        self._retry: Retry | None = pool_retry(retry, "http.batch")
         self._hooks: dict[str, list[Callable[..., object]]] = {name: [] for name in _HOOKS}
         self._processed = 0
         self._failed = 0
@@ -105,6 +120,30 @@ class Batch(Generic[K, R]):
         if limit is None:
             raise ConfigError("concurrency must be an int >= 1, got None")
         self._limit = check_concurrency(limit)
+        return self
+
+    def retry(
+        self,
+        times: int,
+        backoff: float | Sequence[float] = DEFAULT_BACKOFF,
+        when: When | None = None,
+    ) -> Self:
+        """Retry every request of the batch that has no policy of its own.
+
+        Same arguments and conditions as :meth:`PendingRequest.retry
+        <afterward.http.PendingRequest.retry>` (a request's own ``.retry()`` wins;
+        this beats ``http.configure(retry=...)``; ``retry(0)`` turns retries off).
+        Hooks see only each key's final outcome, once; a request waiting to retry
+        holds no ``concurrency`` slot.
+
+        Example:
+            >>> http.batch(webhooks).retry(3, backoff=(1, 5)).catch(alert).defer()
+
+        Raises:
+            ConfigError: ``times`` is not an int >= 0, or ``backoff`` not seconds >= 0.
+            InvalidCallbackError: ``when`` is not callable.
+        """
+        self._retry = Retry(times, backoff, when)
         return self
 
     # -- state ----------------------------------------------------------------------
@@ -159,6 +198,7 @@ class Batch(Generic[K, R]):
                 self._requests,
                 self._limit,
                 (lambda i, r: queue.put_nowait((i, r))) if deliverer else self._count,
+                self._retry,
             )
         except BaseException:
             if deliverer is not None:
@@ -273,25 +313,33 @@ _run_deferred.__qualname__ = "http.batch"  # the callback's name in logs and the
 
 @overload
 def batch(
-    requests: Mapping[K, PendingRequest], *, concurrency: int | None = None
+    requests: Mapping[K, PendingRequest],
+    *,
+    concurrency: int | None = None,
+    retry: RetryValue = UNSET,
 ) -> Batch[K, dict[K, Result]]: ...
 @overload
 def batch(
-    requests: Sequence[PendingRequest], *, concurrency: int | None = None
+    requests: Sequence[PendingRequest],
+    *,
+    concurrency: int | None = None,
+    retry: RetryValue = UNSET,
 ) -> Batch[int, list[Result]]: ...
 def batch(
     requests: Mapping[Any, PendingRequest] | Sequence[PendingRequest],
     *,
     concurrency: int | None = None,
+    retry: RetryValue = UNSET,
 ) -> Batch[Any, Any]:
     """Group requests into a :class:`Batch`: add hooks, then ``send()`` or ``defer()``.
 
     Args:
         requests: a dict (results keyed the same) or a list (results in order).
         concurrency: at most this many in flight; default every request up to 16.
+        retry: as :func:`~afterward.http.pool`'s (or call :meth:`Batch.retry`).
 
     Raises:
         InvalidRequestError: not a dict/list, or a value that is not a request.
-        ConfigError: ``concurrency`` is not an int >= 1.
+        ConfigError: ``concurrency`` is not an int >= 1, ``retry`` not a policy.
     """
-    return Batch(requests, concurrency=concurrency)
+    return Batch(requests, concurrency=concurrency, retry=retry)

@@ -23,6 +23,7 @@ from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 
 from afterward._exceptions import ConfigError
 from afterward.http._fake import FakeTransport
+from afterward.http._retry import NO_RETRY, Retry, RetryValue, as_retry
 
 __all__ = ["aclose", "configure", "current_client", "merge_url", "settings"]
 
@@ -66,6 +67,8 @@ class _Settings:
     timeout: httpx.Timeout | None = None
     headers: httpx.Headers = field(default_factory=httpx.Headers)
     client: httpx.AsyncClient | None = None
+    retry: Retry = NO_RETRY
+    max_per_host: int | None = None
 
 
 settings = _Settings()
@@ -85,6 +88,8 @@ def configure(
     timeout: float | httpx.Timeout | None = _UNSET,
     headers: Mapping[str, str] | None = _UNSET,
     client: httpx.AsyncClient | None = _UNSET,
+    retry: RetryValue = _UNSET,
+    max_per_host: int | None = _UNSET,
 ) -> None:
     """Set the defaults of every request made through ``afterward.http``.
 
@@ -130,6 +135,14 @@ def configure(
                 f"client must be an httpx.AsyncClient (afterward is async inside), got {client!r}"
             )
         settings.client = client
+    if retry is not _UNSET:
+        settings.retry = as_retry(retry, "http.configure")
+    if max_per_host is not _UNSET:
+        if max_per_host is not None and (
+            isinstance(max_per_host, bool) or not isinstance(max_per_host, int) or max_per_host < 1
+        ):
+            raise ConfigError(f"max_per_host must be None or an int >= 1, got {max_per_host!r}")
+        settings.max_per_host = max_per_host
 
 
 def _with_trailing_slash(url: httpx.URL) -> httpx.URL:

@@ -217,7 +217,7 @@ class Fake:
             raise AssertionError(f"{len(hits)} request(s) match the predicate: {_describe(hits)}")
 
     def assert_sent_count(self, count: int) -> None:
-        """Fail unless exactly ``count`` requests were recorded."""
+        """Fail unless exactly ``count`` requests were recorded (attempts: a retry is one)."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ConfigError(f"assert_sent_count() needs an int >= 0, got {count!r}")
         if len(self.requests) != count:
@@ -294,8 +294,9 @@ def fake(routes: Mapping[str, FakeValue] | None = None) -> Fake:
     Args:
         routes: pattern -> an ``httpx.Response`` (see :func:`response`), an exception
             to raise, a callable ``(httpx.Request) -> httpx.Response`` (sync or async),
-            or a list of those answering successive requests (an exhausted list raises
-            :class:`~afterward.StrayRequestError`).
+            or a list of those answering successive requests, each retry being one (an
+            exhausted list raises :class:`~afterward.StrayRequestError`, which is not
+            retried).
 
     Returns:
         The active :class:`Fake`; a context manager that stops it on exit.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any, TypedDict, Unpack
 
 import httpx
@@ -11,7 +11,8 @@ from afterward._context import correlation_id
 from afterward._exceptions import ConfigError, InvalidRequestError
 from afterward._loop import run_sync
 from afterward.http import _client
-from afterward.http._fake import active_fakes
+from afterward.http._retry import DEFAULT_BACKOFF, Retry, When
+from afterward.http._send import deliver
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -58,6 +59,7 @@ class PendingRequest:
 
     Nothing touches the network until it is awaited (or sent by a pool or batch); it
     can be sent more than once. Made by :func:`get`, :func:`post`... and :func:`request`.
+    Treat it as immutable: :meth:`retry` returns a new request.
 
     Example:
         >>> req = http.post("https://pay.test/charge", json={"amount": 5})
@@ -68,9 +70,11 @@ class PendingRequest:
         method: the HTTP method, upper case.
         url: the URL as given (joined with ``configure(base_url=...)`` when sent).
         options: the httpx keyword arguments (``params``, ``headers``, ``json``...).
+        retry_policy: the :class:`~afterward.http.Retry` set by :meth:`retry`, or
+            ``None`` to follow the pool's, the batch's or the configured one.
     """
 
-    __slots__ = ("method", "options", "url")
+    __slots__ = ("method", "options", "retry_policy", "url")
 
     def __init__(
         self, method: str, url: str | httpx.URL, **options: Unpack[RequestOptions]
@@ -90,18 +94,61 @@ class PendingRequest:
         self.method = method.upper()
         self.url = url
         self.options = options
+        self.retry_policy: Retry | None = None
+
+    def retry(
+        self,
+        times: int,
+        backoff: float | Sequence[float] = DEFAULT_BACKOFF,
+        when: When | None = None,
+    ) -> PendingRequest:
+        """Return a copy of this request that is retried; this one is left as it was.
+
+        Retried by default on a transport error or timeout, 429 and 5xx, waiting a
+        random time up to the backoff step (full jitter) or what ``Retry-After`` asks,
+        at most 60 s. POST and PATCH are retried only with ``when=`` or an
+        ``Idempotency-Key`` header. This policy beats a pool's, a batch's and
+        ``http.configure(retry=...)``; ``.retry(0)`` turns retries off for the request.
+
+        Example:
+            >>> await http.get(url).retry(3)
+            >>> await http.post(hook, json=event, headers={"Idempotency-Key": event_id}).retry(
+            ...     5, backoff=(1, 5, 30))
+
+        Args:
+            times: extra attempts after the first; an int >= 0.
+            backoff: seconds, one number or a sequence whose last value repeats.
+            when: ``when(response_or_error) -> bool`` decides instead of the default
+                conditions (see :class:`~afterward.http.Retry`).
+
+        Raises:
+            ConfigError: ``times`` is not an int >= 0, or ``backoff`` not seconds >= 0.
+            InvalidCallbackError: ``when`` is not callable.
+        """
+        policy = Retry(times, backoff, when)
+        copy = PendingRequest.__new__(PendingRequest)
+        copy.method, copy.url, copy.options = self.method, self.url, self.options.copy()
+        copy.retry_policy = policy
+        return copy
 
     async def send(self) -> httpx.Response:
-        """Send the request and return the response, body read.
+        """Send the request (and its retries) and return the final response, body read.
 
         A status >= 400 is returned, not raised (httpx's behaviour).
 
         Raises:
-            httpx.TransportError: connection refused or dropped, timeouts...
+            httpx.TransportError: connection refused or dropped, timeouts... (the
+                last attempt's, when retried).
             StrayRequestError: under a fake preventing stray requests, nothing matched.
         """
+        return await deliver(self)
+
+    def build(self, client: httpx.AsyncClient) -> tuple[httpx.Request, dict[str, Any]]:
+        """The ``httpx.Request`` to send with ``client`` now, and ``client.send``'s options.
+
+        Built afresh for every attempt: a request body is read once by the transport.
+        """
         options = self.options
-        client = await _client.current_client(faking=bool(active_fakes()))
         send_options: dict[str, Any] = {k: v for k, v in options.items() if k in _SEND_OPTIONS}
         build: dict[str, Any] = {k: v for k, v in options.items() if k not in _SEND_OPTIONS}
         caller_headers = httpx.Headers(options.get("headers"))
@@ -116,7 +163,7 @@ class PendingRequest:
         cid = correlation_id()
         if cid is not None and CORRELATION_HEADER not in caller_headers:
             request.headers[CORRELATION_HEADER] = cid
-        return await client.send(request, **send_options)
+        return request, send_options
 
     def send_sync(self) -> httpx.Response:
         """Blocking twin of :meth:`send`, for Flask, Django and scripts.

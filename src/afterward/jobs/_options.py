@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeGuard
 
+from afterward._backoff import check_backoff, is_seconds
 from afterward._exceptions import ConfigError
 
 __all__ = ["JobOptions"]
@@ -30,21 +28,7 @@ class JobOptions:
         """
         if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1:
             raise ConfigError(f"{where}: tries must be an int >= 1, got {tries!r}")
-        steps = (backoff,) if _is_seconds(backoff) else backoff
-        if not isinstance(steps, Sequence) or isinstance(steps, str):
-            raise ConfigError(f"{where}: backoff must be seconds or a sequence, got {backoff!r}")
-        delays = tuple(float(step) for step in steps if _is_seconds(step))
-        if len(delays) != len(steps):
-            raise ConfigError(f"{where}: backoff values must be seconds >= 0, got {backoff!r}")
-        if timeout is not None and not (_is_seconds(timeout) and timeout > 0):
+        delays = check_backoff(where, backoff)
+        if timeout is not None and not (is_seconds(timeout) and timeout > 0):
             raise ConfigError(f"{where}: timeout must be None or seconds > 0, got {timeout!r}")
         return cls(tries, delays, None if timeout is None else float(timeout))
-
-
-def _is_seconds(value: object) -> TypeGuard[float]:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )

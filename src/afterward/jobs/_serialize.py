@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from afterward._backoff import backoff_step
 from afterward._exceptions import DispatchError
 
 __all__ = ["JobPayload", "check_arguments", "checked_path", "resolve"]
@@ -60,9 +61,7 @@ class JobPayload:
 
     def backoff_after(self, attempt: int) -> float:
         """Seconds to wait after attempt ``attempt`` failed, before the next one."""
-        if not self.backoff:
-            return 0.0
-        return float(self.backoff[min(attempt, len(self.backoff)) - 1])
+        return backoff_step(self.backoff, attempt)
 
     def to_json(self) -> str:
         """Serialize to a JSON object (the wire format of every connection)."""
