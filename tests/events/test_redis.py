@@ -186,7 +186,8 @@ async def test_an_append_across_topics_numbers_each_stream_densely(tmp_path: Pat
 def test_redis_py_options_pass_through_the_url() -> None:
     log = RedisLog("redis://127.0.0.1:6379/0?prefix=p:&socket_timeout=3")
     assert log.prefix == "p:"
-    assert "prefix" not in log._redis_url and "socket_timeout=3" in log._redis_url
+    redis_url = log._clients.url
+    assert "prefix" not in redis_url and "socket_timeout=3" in redis_url
 
 
 def test_bad_url_is_a_config_error() -> None:
@@ -210,7 +211,7 @@ async def test_a_member_whose_claim_lapsed_takes_over_again_when_it_gets_it_back
         # first's process stalls past its claim's TTL: Redis expires the claim, and
         # first has not renewed it since (what the heartbeat would have done)
         await raw.delete(f"{_prefix(url)}claim:t:g")
-        first._held_until = 0.0  # type: ignore[attr-defined]
+        first._lease._until = 0.0  # type: ignore[attr-defined]
         assert [e.offset for e in await second.fetch(2, 0.05)] == [0, 1]
         await second.close()  # gone without committing: 0 and 1 stay pending
         again = await first.fetch(10, 0.05)
