@@ -4,7 +4,10 @@ test_conformance.py, faults (a consumer process killed) in test_faults_redis.py.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,12 +15,13 @@ import pytest
 from redis.asyncio import Redis
 
 import afterward
-from afterward import ConfigError
+from afterward import BackendUnavailable, ConfigError
 from afterward.events import Event, EventBus
 from afterward.events._protocols import GroupLog
 from afterward.events._records import AppendRecord, Done
-from afterward.events.backends.redis import RedisLog
+from afterward.events.backends.redis import RedisLog, _scripts
 from tests.events.distributed import REDIS, redis_bus_url
+from tests.support import require_service
 
 pytestmark = pytest.mark.redis
 
@@ -34,6 +38,19 @@ async def raw() -> AsyncIterator[Redis]:
 
 def _prefix(url: str) -> str:
     return url.split("prefix=", 1)[1].split("&", 1)[0]
+
+
+@contextlib.asynccontextmanager
+async def _registered(
+    tmp_path: Path, events: int
+) -> AsyncIterator[tuple[EventBus, RedisLog, list[Event]]]:
+    """A bus and a log on a fresh prefix, ``events`` events published to ``t`` (key
+    ``k``), and group ``g`` registered there (members then join it on the log)."""
+    url = redis_bus_url(tmp_path)
+    async with EventBus(url) as bus, RedisLog(url) as log:
+        published = [await bus.publish("t", n, key="k") for n in range(events)]
+        await log.register("g", "t", {})
+        yield bus, log, published
 
 
 async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path, raw: Redis) -> None:
@@ -112,11 +129,8 @@ async def test_a_dead_consumers_pending_entries_are_taken_over_exactly_once(
 async def test_a_standby_member_takes_over_when_the_holders_claim_expires(
     tmp_path: Path, raw: Redis
 ) -> None:
-    url = redis_bus_url(tmp_path)
-    stream = f"{_prefix(url)}stream:t"
-    async with EventBus(url) as bus, RedisLog(url) as log:
-        events = [await bus.publish("t", n, key="k") for n in range(5)]
-        await log.register("g", "t", {})
+    async with _registered(tmp_path, 5) as (_, log, events):
+        stream = f"{log.prefix}stream:t"
         first = await log.join("g", "t", 30.0)
         second = await log.join("g", "t", 30.0)
         batch = await first.fetch(2, 0.05)
@@ -127,7 +141,7 @@ async def test_a_standby_member_takes_over_when_the_holders_claim_expires(
         assert time.monotonic() - started >= 0.05  # after waiting, not in a hot loop
 
         # first's process freezes: its claim expires (deleted here, as the TTL would)
-        await raw.delete(f"{_prefix(url)}claim:t:g")
+        await raw.delete(f"{log.prefix}claim:t:g")
         taken = await second.fetch(10, 0.05)
         assert [e.offset for e in taken] == [0, 1]  # first's batch, again, first
         await second.commit({0: 2}, [Done(events[0].id), Done(events[1].id)])
@@ -143,17 +157,14 @@ async def test_a_standby_member_takes_over_when_the_holders_claim_expires(
         await second.close()
         await second.close()  # idempotent
         assert await raw.xinfo_consumers(stream, "g") == []
-        assert not await raw.exists(f"{_prefix(url)}claim:t:g")
+        assert not await raw.exists(f"{log.prefix}claim:t:g")
 
 
 async def test_replay_moves_the_consumer_group_and_drops_the_batch_in_flight(
     tmp_path: Path, raw: Redis
 ) -> None:
-    url = redis_bus_url(tmp_path)
-    stream = f"{_prefix(url)}stream:t"
-    async with EventBus(url) as bus, RedisLog(url) as log:
-        events = [await bus.publish("t", n, key="k") for n in range(4)]
-        await log.register("g", "t", {})
+    async with _registered(tmp_path, 4) as (bus, log, events):
+        stream = f"{log.prefix}stream:t"
         member = await log.join("g", "t", 30.0)
         assert [e.offset for e in await member.fetch(3, 0.05)] == [0, 1, 2]
         await bus.replay("t", group="g", from_offset=1)  # while that batch is in flight
@@ -186,7 +197,8 @@ async def test_an_append_across_topics_numbers_each_stream_densely(tmp_path: Pat
 def test_redis_py_options_pass_through_the_url() -> None:
     log = RedisLog("redis://127.0.0.1:6379/0?prefix=p:&socket_timeout=3")
     assert log.prefix == "p:"
-    assert "prefix" not in log._redis_url and "socket_timeout=3" in log._redis_url
+    redis_url = log._clients.url
+    assert "prefix" not in redis_url and "socket_timeout=3" in redis_url
 
 
 def test_bad_url_is_a_config_error() -> None:
@@ -199,20 +211,52 @@ async def test_a_member_whose_claim_lapsed_takes_over_again_when_it_gets_it_back
 ) -> None:
     """A stalls, its claim lapses, B takes A's batch over and stops without committing;
     when A gets the claim back it must take B's pending batch over, not skip it."""
-    url = redis_bus_url(tmp_path)
-    async with EventBus(url) as bus, RedisLog(url) as log:
-        for n in range(5):
-            await bus.publish("t", n, key="k")
-        await log.register("g", "t", {})
+    async with _registered(tmp_path, 5) as (_, log, _events):
         first = await log.join("g", "t", 30.0)
         second = await log.join("g", "t", 30.0)
         assert [e.offset for e in await first.fetch(2, 0.05)] == [0, 1]
         # first's process stalls past its claim's TTL: Redis expires the claim, and
         # first has not renewed it since (what the heartbeat would have done)
-        await raw.delete(f"{_prefix(url)}claim:t:g")
-        first._held_until = 0.0  # type: ignore[attr-defined]
+        await raw.delete(f"{log.prefix}claim:t:g")
+        first._lease._until = 0.0  # type: ignore[attr-defined]
         assert [e.offset for e in await second.fetch(2, 0.05)] == [0, 1]
         await second.close()  # gone without committing: 0 and 1 stay pending
         again = await first.fetch(10, 0.05)
         assert [e.offset for e in again] == [0, 1]  # taken over again, in order
         await first.close()
+
+
+async def test_a_script_the_server_does_not_know_is_sent_once_with_eval(raw: Redis) -> None:
+    """A restarted server has lost its script cache: EVALSHA fails, EVAL sends the
+    source and caches it, and the next run goes by SHA again."""
+    require_service("redis", 6379)
+    source = f"return '{uuid.uuid4().hex}'"  # never sent before: not in the cache
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    script = _scripts.Script("probe", source, sha)
+    assert await raw.script_exists(sha) == [False]
+    assert await _scripts.run(raw, script, [], []) == source[8:-1].encode()
+    assert await raw.script_exists(sha) == [True]
+    assert await _scripts.run(raw, script, [], []) == source[8:-1].encode()
+
+
+async def test_a_failed_takeover_is_tried_again_by_the_next_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is held once the takeover script fails: the next fetch must still take
+    the pending entries over before reading new ones."""
+    async with _registered(tmp_path, 5) as (_, log, _events):
+        first = await log.join("g", "t", 30.0)
+        assert [e.offset for e in await first.fetch(2, 0.05)] == [0, 1]
+        await first.close()  # without committing: 0 and 1 stay pending
+        second = await log.join("g", "t", 30.0)
+        take_over = second._take_over  # type: ignore[attr-defined]
+
+        async def fails_once() -> None:
+            monkeypatch.setattr(second, "_take_over", take_over)
+            raise BackendUnavailable("Redis bus down", backend="redis")
+
+        monkeypatch.setattr(second, "_take_over", fails_once)
+        with pytest.raises(BackendUnavailable):
+            await second.fetch(10, 0.05)
+        assert [e.offset for e in await second.fetch(10, 0.05)] == [0, 1]
+        await second.close()

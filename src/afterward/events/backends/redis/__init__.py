@@ -1,0 +1,70 @@
+"""``redis://host:port/db?prefix=afterward:``: the bus on Redis Streams (``afterward[redis]``).
+
+Layout, every key under ``prefix`` (default ``afterward:``), so one Redis can hold many
+buses and nothing outside the prefix is touched:
+
+- ``stream:<topic>``: the topic's log, one stream (one partition). Entry IDs are dense,
+  ``0-<offset + 1>`` (appended as ``0-*``: Redis numbers them), so an offset maps to a
+  stream ID without an index, ``XRANGE`` reads from any position (``tail``,
+  ``offsets_for_time``) and ``XLEN`` is the end offset (entries are never deleted);
+  fields ``id``, ``ts``, ``payload``. Each afterward group consuming the topic is a Redis
+  consumer group of that stream, named like the group (``XINFO GROUPS`` shows it).
+- ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
+  what ``positions`` and the lag read; commits keep it in step with the consumer group.
+- ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the
+  highest processed version per key; ``groups``: registered (group, topic) pairs.
+- ``claim:<topic>:<group>``: the member consuming the group on the topic, with a TTL
+  (the bus's ``claim_ttl``, see below).
+- ``dlq`` (sorted by failure time) and ``dlq:<id>``: dead letters.
+
+Consuming (:class:`~afterward.events._protocols.GroupLog`): a member of the group reads
+with ``XREADGROUP`` and acknowledges with ``XACK``. A stream delivers to a group's
+consumers round-robin, which would break per-key order, so one member at a time holds
+the group's claim on the topic and reads; the others stand by and take over when its
+claim expires (a member renews it in the background while it lives;
+``EventBus(claim_ttl=...)`` sets how long a dead member's claim lasts, 30 s by default).
+A member that newly holds the claim first moves every pending entry of the group to itself
+(``XAUTOCLAIM`` with no idle time: only a dead member, or one that lost its claim,
+can own them), re-reads them in offset order (``XREADGROUP`` from ``0``), then reads
+new entries (``>``, blocking up to the fetch timeout). The consumer group is created at
+the group's committed position when a member first holds the claim. Behind (the last
+batch was full), a member reads through a script that returns only entry IDs and
+payloads, a third of the reply ``XREADGROUP`` sends; caught up, a blocking
+``XREADGROUP`` waits for the next events.
+
+One event is appended by a single ``XADD``, several by a Lua script (all or none). A
+member's commit is one Lua script, so it is atomic: it records processed IDs, raises key
+versions, acknowledges the batch (``XACK``) and moves the position. A member that lost
+its claim (a slow one, taken over) may still commit: its processed IDs are true and make
+the new owner skip those events; the position only moves forward, and not at all when
+none of the batch was still pending (a ``replay`` dropped it, or the new owner
+acknowledged it). ``rewind`` (``replay``) moves the position and the consumer group
+(``XGROUP SETID``) and acknowledges every pending entry, so the group really re-reads
+from there. The other writes (``register``, ``commit``, ``claim``...) are scripts too.
+
+Needs Redis 7.0 or later (``XADD`` with ``0-*``). Scripts touch several keys, so on
+Redis Cluster put the whole bus in one hash slot with a braced prefix
+(``prefix={afterward}:``).
+
+The code: ``_log.py`` (:class:`RedisLog`), ``_member.py`` (a consumer group member),
+``_client.py`` (the clients per event loop and error translation), ``_codec.py`` (keys and
+encodings, no I/O), ``_scripts.py`` and ``scripts/*.lua`` (the Lua).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from afterward.events._protocols import Backend, StateStore
+from afterward.events.backends.redis._log import RedisLog
+
+__all__ = ["RedisLog", "open_backend"]
+
+
+def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+    """The backend of a ``redis://`` URL: the log is its own state store.
+
+    Raises:
+        ConfigError: redis-py rejects the URL.
+    """
+    return Backend.of(RedisLog(url))

@@ -1,0 +1,191 @@
+"""Pure mappings between afterward's records and what Redis stores: no I/O, no client.
+
+The bus URL to a redis-py URL and a key prefix, offsets to stream IDs and back, a
+commit's :class:`~afterward.events._records.Done` items to the scripts' JSON argument,
+dead letters to hashes and back, and the key of everything (:class:`Keys`). The layout
+itself is described in :mod:`afterward.events.backends.redis`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from afterward.events._records import AppendRecord, Done, StoredDeadLetter, StoredEvent
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Keys",
+    "done_json",
+    "entry_fields",
+    "event",
+    "json_list",
+    "letter",
+    "letter_fields",
+    "offset",
+    "pairs",
+    "positions",
+    "registered",
+    "registration",
+    "split_url",
+    "stream_id",
+]
+
+DEFAULT_PREFIX = "afterward:"
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Return (the URL redis-py gets, the key prefix) for a ``redis://`` bus URL.
+
+    ``prefix`` is afterward's query parameter; every other one is redis-py's and stays.
+    """
+    parts = urlsplit(url)
+    prefix = DEFAULT_PREFIX
+    kept = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "prefix":
+            prefix = value
+        else:
+            kept.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every key of one bus, under its prefix (see the package docstring)."""
+
+    prefix: str
+
+    def stream(self, topic: str) -> str:
+        """The topic's log (one stream, one partition)."""
+        return f"{self.prefix}stream:{topic}"
+
+    def pos(self, topic: str, group: str) -> str:
+        """The group's committed position in the topic (hash partition -> offset)."""
+        return f"{self.prefix}pos:{topic}:{group}"
+
+    def done(self, group: str) -> str:
+        """The group's processed event IDs (hash ID -> topic)."""
+        return f"{self.prefix}done:{group}"
+
+    def ver(self, topic: str, group: str) -> str:
+        """The group's highest processed version per key of the topic."""
+        return f"{self.prefix}ver:{topic}:{group}"
+
+    def state(self, group: str, topic: str) -> list[str]:
+        """The position hash, processed IDs and key versions (the commit scripts' KEYS)."""
+        return [self.pos(topic, group), self.done(group), self.ver(topic, group)]
+
+    def claim(self, topic: str, group: str) -> str:
+        """The member (or consume loop) consuming the group on the topic."""
+        return f"{self.prefix}claim:{topic}:{group}"
+
+    @property
+    def groups(self) -> str:
+        """The registered (group, topic) pairs."""
+        return f"{self.prefix}groups"
+
+    @property
+    def dlq(self) -> str:
+        """Dead-letter IDs sorted by failure time."""
+        return f"{self.prefix}dlq"
+
+    def letter(self, letter_id: str) -> str:
+        """One dead letter (a hash)."""
+        return f"{self.prefix}dlq:{letter_id}"
+
+
+# Entry IDs are dense, 0-<offset + 1>: Redis numbers '0-*' appends from 0-1.
+def stream_id(offset: int) -> str:
+    """The stream entry ID of ``offset``."""
+    return f"0-{offset + 1}"
+
+
+def offset(entry_id: bytes) -> int:
+    """The offset of a stream entry ID."""
+    return int(entry_id.split(b"-", 1)[1]) - 1
+
+
+def entry_fields(record: AppendRecord) -> dict[str, Any]:
+    """The stream entry of ``record``: ``id``, ``ts`` (``repr``: exact) and ``payload``."""
+    return {"id": record.event_id, "ts": repr(record.timestamp), "payload": record.payload}
+
+
+def event(topic: str, entry_id: bytes, payload: bytes) -> StoredEvent:
+    """The event a stream entry holds (a topic is one partition, 0)."""
+    return StoredEvent(topic, 0, offset(entry_id), payload)
+
+
+def pairs(positions: Mapping[int, int]) -> list[int]:
+    """Positions flattened to partition, offset, partition, offset... (script ARGV)."""
+    return [number for item in positions.items() for number in item]
+
+
+def positions(stored: Mapping[bytes | str, bytes | str]) -> dict[int, int] | None:
+    """A position hash as positions (``None`` for a missing hash)."""
+    return {int(p): int(o) for p, o in stored.items()} if stored else None
+
+
+def registration(group: str, topic: str) -> str:
+    """The member of the ``groups`` set for (group, topic)."""
+    return json.dumps([group, topic])
+
+
+def registered(members: Iterable[bytes | str]) -> dict[str, list[str]]:
+    """The ``groups`` set as group -> sorted topics, groups sorted."""
+    found: dict[str, list[str]] = {}
+    for group, topic in sorted(json.loads(m) for m in members):
+        found.setdefault(group, []).append(topic)
+    return found
+
+
+def json_list(values: Sequence[str]) -> bytes:
+    """Strings as one JSON array argument (the scripts ``cjson.decode`` it)."""
+    return json.dumps(list(values), ensure_ascii=False).encode()
+
+
+def done_json(done: Sequence[Done]) -> bytes:
+    """``done`` as the JSON argument the commit scripts take (``_record_done.lua``).
+
+    One argument instead of five per item: encoding thousands of arguments was a good
+    part of a commit's cost.
+    """
+    items: list[list[Any]] = []
+    for item in done:
+        entry: list[Any] = [item.event_id, 1 if item.processed else 0]
+        if item.key is not None and item.version is not None:
+            entry += [item.key, str(item.version)]
+        items.append(entry)
+    return json.dumps(items, ensure_ascii=False).encode()
+
+
+def letter_fields(letter: StoredDeadLetter) -> dict[str, Any]:
+    """The hash of a dead letter (``failed_at`` as an exact POSIX timestamp)."""
+    return {
+        "id": letter.id,
+        "group": letter.group,
+        "topic": letter.topic,
+        "payload": letter.payload,
+        "error": letter.error,
+        "traceback": letter.traceback,
+        "attempts": letter.attempts,
+        "failed_at": repr(letter.failed_at.timestamp()),
+    }
+
+
+def letter(row: Mapping[bytes, bytes]) -> StoredDeadLetter:
+    """A dead letter from its hash (as :func:`letter_fields` wrote it)."""
+    return StoredDeadLetter(
+        id=row[b"id"].decode(),
+        group=row[b"group"].decode(),
+        topic=row[b"topic"].decode(),
+        payload=row[b"payload"],
+        error=row[b"error"].decode(),
+        traceback=row[b"traceback"].decode(),
+        attempts=int(row[b"attempts"]),
+        failed_at=datetime.fromtimestamp(float(row[b"failed_at"]), UTC),
+    )

@@ -1,0 +1,257 @@
+""":class:`RedisLog`: the log, the group state, claims and dead letters on Redis.
+
+Layout and semantics are described in :mod:`afterward.events.backends.redis`; the keys
+and value encodings are in ``_codec.py``, the Lua in ``scripts/``, the consumer group
+member in ``_member.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from afterward.events._protocols import ConnectContext, Member
+from afterward.events._records import AppendRecord, Done, StoredDeadLetter, StoredEvent
+from afterward.events.backends.redis import _codec, _scripts
+from afterward.events.backends.redis._client import RedisClients
+from afterward.events.backends.redis._member import RedisMember
+
+__all__ = ["RedisLog"]
+
+#: Keys per HMGET of key versions: bounded requests and replies for large batches.
+_CHUNK = 1000
+
+
+class RedisLog(ConnectContext):
+    """An event log on Redis Streams, its own state store and a ``GroupLog``. See
+    :mod:`afterward.events.backends.redis`.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db[?prefix=...]`` (``rediss://`` for
+            TLS); other query parameters go to redis-py.
+
+    Attributes:
+        url: the bus URL.
+        prefix: the key prefix.
+
+    Raises:
+        ConfigError: redis-py rejects the URL.
+    """
+
+    scheme = "redis"
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
+        self.url = url
+        self._clients = RedisClients(url)
+        self._keys = self._clients.keys
+        self._errors = self._clients.errors
+        self.prefix = self._keys.prefix
+
+    async def connect(self) -> None:
+        """Check that the server answers (clients connect lazily, per event loop)."""
+        async with self._errors("connecting"):
+            await self._clients.get().ping()
+
+    async def aclose(self) -> None:
+        """Close every event loop's client, each on its own loop."""
+        await self._clients.aclose()
+
+    # -- the log ----------------------------------------------------------------------
+
+    async def append(self, records: Sequence[AppendRecord]) -> None:
+        """Append ``records``: one ``XADD``, or ``append.lua`` for several (all or none)."""
+        if not records:
+            return
+        if len(records) == 1:  # one command is atomic: no script needed
+            record = records[0]
+            fields: Any = _codec.entry_fields(record)
+            async with self._errors("appending"):
+                await self._clients.get().xadd(self._keys.stream(record.topic), fields, id="0-*")
+            return
+        streams: dict[str, int] = {}
+        args: list[Any] = []
+        for record in records:
+            index = streams.setdefault(self._keys.stream(record.topic), len(streams) + 1)
+            args += [index, record.event_id, repr(record.timestamp), record.payload]
+        async with self._errors("appending"):
+            await self._clients.script(_scripts.APPEND, list(streams), args)
+
+    async def read(
+        self, topic: str, positions: Mapping[int, int], limit: int
+    ) -> Sequence[StoredEvent]:
+        """Up to ``limit`` events from the position (``XRANGE``: no consumer group)."""
+        start = _codec.stream_id(positions.get(0, 0))
+        async with self._errors(f"reading {topic!r}"):
+            entries: Any = await self._clients.get().xrange(
+                self._keys.stream(topic), min=start, count=limit
+            )
+        return [_codec.event(topic, entry_id, fields[b"payload"]) for entry_id, fields in entries]
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """``{0: XLEN}``; ``{}`` when the stream does not exist."""
+        # Entries are never deleted, so the length is the end offset.
+        stream = self._keys.stream(topic)
+        async with self._errors(f"reading the end of {topic!r}"):
+            client = self._clients.get()
+            end = await client.xlen(stream)
+            if not end and not await client.exists(stream):
+                return {}
+        return {0: int(end)}
+
+    async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
+        """The first offset at or after ``since``, by binary search."""
+        # Offsets are dense, so a binary search of single-entry XRANGEs finds the first
+        # event at or after ``since`` in O(log n) round trips.
+        target = since.timestamp()
+        stream = self._keys.stream(topic)
+        async with self._errors(f"searching {topic!r} by time"):
+            client = self._clients.get()
+            low, high = 0, (await self.end_offsets(topic)).get(0, 0)
+            while low < high:
+                middle = (low + high) // 2
+                at = _codec.stream_id(middle)
+                entry: Any = await client.xrange(stream, min=at, max=at, count=1)
+                if entry and float(entry[0][1][b"ts"]) >= target:
+                    high = middle
+                else:
+                    low = middle + 1
+        return {0: low}
+
+    # -- groups -----------------------------------------------------------------------
+
+    async def positions(self, group: str, topic: str) -> dict[int, int] | None:
+        """The ``pos:<topic>:<group>`` hash, ``None`` when missing."""
+        async with self._errors(f"reading positions of {group!r}"):
+            found = await self._clients.get().hgetall(self._keys.pos(topic, group))
+        return _codec.positions(found)
+
+    async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
+        """Create the group's positions (offset 0 when none are given) if missing."""
+        args = [_codec.registration(group, topic), *_codec.pairs(dict(positions) or {0: 0})]
+        keys = [self._keys.pos(topic, group), self._keys.groups]
+        async with self._errors(f"registering {group!r}"):
+            await self._clients.script(_scripts.REGISTER, keys, args)
+
+    async def groups(self) -> dict[str, list[str]]:
+        """Every registered group and its topics, sorted."""
+        async with self._errors("listing groups"):
+            members = await self._clients.get().smembers(self._keys.groups)
+        return _codec.registered(members)
+
+    async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
+        """Hold ``claim:<topic>:<group>`` for ``ttl`` seconds if free or ``owner``'s."""
+        return bool(await self._claim(group, topic, owner, ttl))
+
+    async def _claim(self, group: str, topic: str, owner: str, ttl: float) -> int:
+        """A :class:`~afterward.events._lease.Held` code: 0 held by another, 1 renewed,
+        2 taken afresh (nobody held it, not even ``owner``: whatever happened meanwhile
+        needs a takeover)."""
+        async with self._errors(f"claiming {group!r}"):
+            held = await self._clients.script(
+                _scripts.CLAIM, [self._keys.claim(topic, group)], [owner, max(1, int(ttl * 1000))]
+            )
+        return int(held)
+
+    async def release(self, group: str, topic: str, owner: str) -> None:
+        """Delete the claim if ``owner`` holds it."""
+        async with self._errors(f"releasing {group!r}"):
+            await self._clients.script(_scripts.RELEASE, [self._keys.claim(topic, group)], [owner])
+
+    async def commit(
+        self, group: str, topic: str, positions: Mapping[int, int], done: Sequence[Done]
+    ) -> None:
+        """Set positions, record processed IDs and raise versions (``commit.lua``)."""
+        # Positions only: the consumer group follows members' commits and rewinds (the
+        # bus commits this way only for a dead-letter retry, without positions).
+        args = [topic, _codec.done_json(done), *_codec.pairs(positions)]
+        async with self._errors(f"committing {group!r}"):
+            await self._clients.script(_scripts.COMMIT, self._keys.state(group, topic), args)
+
+    async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are in ``done:<group>`` (``processed.lua``)."""
+        if not event_ids:
+            return set()
+        ids = list(event_ids)
+        async with self._errors(f"reading processed IDs of {group!r}"):
+            found = await self._clients.script(
+                _scripts.PROCESSED, [self._keys.done(group)], [_codec.json_list(ids)]
+            )
+        return {ids[i - 1] for i in found}
+
+    async def key_versions(self, group: str, topic: str, keys: Sequence[str]) -> dict[str, int]:
+        """The highest handled version of each known key (``HMGET`` in chunks)."""
+        found: dict[str, int] = {}
+        async with self._errors(f"reading key versions of {group!r}"):
+            client = self._clients.get()
+            for start in range(0, len(keys), _CHUNK):
+                chunk = list(keys[start : start + _CHUNK])
+                values = await client.hmget(self._keys.ver(topic, group), chunk)
+                found.update((k, int(v)) for k, v in zip(chunk, values, strict=True) if v)
+        return found
+
+    async def rewind(
+        self, group: str, topic: str, positions: Mapping[int, int], *, forget: bool
+    ) -> None:
+        """Move the positions and the consumer group, drop its pending entries
+        (``rewind.lua``); with ``forget``, also the topic's processed IDs and versions."""
+        args = [topic, "1" if forget else "0", group, *_codec.pairs(positions)]
+        keys = [*self._keys.state(group, topic), self._keys.stream(topic)]
+        async with self._errors(f"rewinding {group!r}"):
+            await self._clients.script(_scripts.REWIND, keys, args)
+
+    # -- consumer groups (GroupLog) ---------------------------------------------------
+
+    async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
+        """Become a member of ``group`` on ``topic``: see the package docstring.
+
+        Joining costs no round trip; the member claims the group on its first ``fetch``
+        and holds the claim for ``claim_ttl`` seconds past its last renewal.
+        """
+
+        async def claim(owner: str, ttl: float) -> int:
+            return await self._claim(group, topic, owner, ttl)
+
+        return RedisMember(self._clients, group, topic, claim_ttl, claim)
+
+    # -- dead letters -----------------------------------------------------------------
+
+    async def add_dead_letter(self, letter: StoredDeadLetter) -> None:
+        """Store ``letter``: its hash and its place in ``dlq``."""
+        await self.update_dead_letter(letter)
+
+    async def dead_letters(self, group: str | None) -> list[StoredDeadLetter]:
+        """Every dead letter (of ``group`` when given), oldest first."""
+        async with self._errors("listing dead letters"):
+            client = self._clients.get()
+            ids: Any = await client.zrange(self._keys.dlq, 0, -1)
+            async with client.pipeline(transaction=False) as pipe:
+                for letter_id in ids:
+                    pipe.hgetall(self._keys.letter(letter_id.decode()))
+                rows = await pipe.execute()
+        letters = [_codec.letter(row) for row in rows if row]
+        return [x for x in letters if group is None or x.group == group]
+
+    async def dead_letter(self, letter_id: str) -> StoredDeadLetter | None:
+        """The dead letter with that ID, or ``None``."""
+        async with self._errors("reading a dead letter"):
+            row: Any = await self._clients.get().hgetall(self._keys.letter(letter_id))
+        return _codec.letter(row) if row else None
+
+    async def update_dead_letter(self, letter: StoredDeadLetter) -> None:
+        """Write ``letter``'s hash and score in one transaction."""
+        fields: Any = _codec.letter_fields(letter)
+        async with self._errors("storing a dead letter"):
+            async with self._clients.get().pipeline(transaction=True) as pipe:
+                pipe.hset(self._keys.letter(letter.id), mapping=fields)
+                pipe.zadd(self._keys.dlq, {letter.id: letter.failed_at.timestamp()})
+                await pipe.execute()
+
+    async def delete_dead_letter(self, letter_id: str) -> bool:
+        """Delete the letter's hash and score; false when there was none."""
+        async with self._errors("deleting a dead letter"):
+            async with self._clients.get().pipeline(transaction=True) as pipe:
+                pipe.delete(self._keys.letter(letter_id))
+                pipe.zrem(self._keys.dlq, letter_id)
+                deleted, _ = await pipe.execute()
+        return bool(deleted)

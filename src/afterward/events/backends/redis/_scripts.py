@@ -1,0 +1,127 @@
+"""The backend's Lua scripts: loaded from ``scripts/<name>.lua`` once, run by SHA.
+
+Each multi-key write is one script, so Redis runs it atomically. The sources live in
+``.lua`` files beside this module (package data: the wheel ships them) and are read with
+:mod:`importlib.resources` at import, so they load from a wheel, a source checkout or a
+zip archive alike; their SHA1s are computed once. :func:`run` sends ``EVALSHA`` and
+falls back to ``EVAL`` when the server does not know the script (a restarted server, or
+another one behind the same URL), which caches it again.
+
+Sharing Lua between scripts: a script's leading lines ``-- include: <file>.lua`` name
+library files (named with a leading underscore, not scripts themselves) whose text is
+prepended to the script's body in place of those lines. ``commit.lua`` and
+``member_commit.lua`` both start with ``-- include: _record_done.lua``, the one
+definition of ``record_done``. Includes are one level deep: a library includes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from hashlib import sha1
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+__all__ = [
+    "APPEND",
+    "CLAIM",
+    "COMMIT",
+    "FETCH",
+    "LEAVE",
+    "MEMBER_COMMIT",
+    "PROCESSED",
+    "REGISTER",
+    "RELEASE",
+    "REWIND",
+    "SCRIPTS",
+    "TAKE_OVER",
+    "Script",
+    "load",
+    "run",
+]
+
+_INCLUDE = "-- include: "
+_FILES = resources.files(__name__.rpartition(".")[0]).joinpath("scripts")
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script ready to send.
+
+    Attributes:
+        name: the file's name without ``.lua``.
+        source: the text sent with ``EVAL``, includes resolved.
+        sha: its SHA1, sent with ``EVALSHA``.
+    """
+
+    name: str
+    source: str
+    sha: str
+
+
+def _read(file: str) -> str:
+    return _FILES.joinpath(file).read_text(encoding="utf-8")
+
+
+def load(name: str) -> Script:
+    """Read ``scripts/<name>.lua`` and resolve its includes (see the module docstring).
+
+    Raises:
+        FileNotFoundError: the script or a library it includes is missing.
+        ValueError: a library includes another (includes are one level deep).
+    """
+    lines = _read(f"{name}.lua").splitlines(keepends=True)
+    parts: list[str] = []
+    while lines and lines[0].startswith(_INCLUDE):
+        library = _read(lines.pop(0).removeprefix(_INCLUDE).strip())
+        if _INCLUDE in library:
+            raise ValueError(f"{name}.lua includes a library that includes another")
+        parts.append(library)
+    source = "".join(parts) + "".join(lines)
+    return Script(name, source, sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+
+APPEND = load("append")
+REGISTER = load("register")
+COMMIT = load("commit")
+MEMBER_COMMIT = load("member_commit")
+PROCESSED = load("processed")
+FETCH = load("fetch")
+REWIND = load("rewind")
+CLAIM = load("claim")
+RELEASE = load("release")
+TAKE_OVER = load("take_over")
+LEAVE = load("leave")
+
+#: Every script, by name.
+SCRIPTS: dict[str, Script] = {
+    s.name: s
+    for s in (
+        APPEND,
+        REGISTER,
+        COMMIT,
+        MEMBER_COMMIT,
+        PROCESSED,
+        FETCH,
+        REWIND,
+        CLAIM,
+        RELEASE,
+        TAKE_OVER,
+        LEAVE,
+    )
+}
+
+
+async def run(client: Redis, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """Run ``script`` with ``keys`` and ``args``; its reply.
+
+    ``EVALSHA`` first: the usual case sends 40 bytes instead of the source. On
+    ``NoScriptError`` the source is sent once with ``EVAL``, which caches it again.
+    """
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(script.source, len(keys), *keys, *args)
