@@ -302,9 +302,9 @@ async def test_schema_compatibility_on_re_register(bus: EventBus) -> None:
     base = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     bus.schema("t", base)
     bus.schema("t", {**base, "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}})
-    with pytest.raises(ConfigError, match="'b' is newly required"):
+    with pytest.raises(SchemaError, match="'b' is newly required"):
         bus.schema("t", {**base, "required": ["a", "b"]})
-    with pytest.raises(ConfigError, match="'a' changed type"):
+    with pytest.raises(SchemaError, match="'a' changed type"):
         bus.schema("t", {**base, "properties": {"a": {"type": "string"}}})
     bus.schema("t", {**base, "properties": {"a": {"type": "string"}}}, force=True)
     await bus.publish("t", {"a": "now a string"})
@@ -324,7 +324,7 @@ async def test_pydantic_model_schema(bus: EventBus) -> None:
     await bus.publish("t", {"order_id": 1})
     with pytest.raises(SchemaError, match="Order"):
         await bus.publish("t", {"order_id": "x"})
-    with pytest.raises(ConfigError, match="'total' is newly required"):
+    with pytest.raises(SchemaError, match="'total' is newly required"):
         bus.schema("t", OrderV2)
 
 

@@ -19,7 +19,7 @@ from afterward.events._reads import (
     read_dead_letters,
     read_failed_jobs,
 )
-from afterward.events._records import Attempt, QueueDepth
+from afterward.events._records import Attempt, QueueDepth, StoredSchema
 from afterward.events._worker import Worker
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "EventBus",
     "FailedJob",
     "QueueDepth",
+    "StoredSchema",
     "Worker",
     "has_failed_jobs",
     "is_worker_group",

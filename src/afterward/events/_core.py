@@ -77,7 +77,7 @@ class BusCore:
         self.url = url
         self.backend = backend
         self.settings = settings
-        self.schemas = SchemaRegistry()
+        self.schemas = SchemaRegistry(backend.schemas)
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.subs: dict[tuple[str, str], Subscription] = {}
         self.watches: list[LagWatch] = []

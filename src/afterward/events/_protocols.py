@@ -9,6 +9,7 @@ A backend supplies primitives, grouped by capability:
   together; :class:`Claims`: one consumer per (group, topic);
   :class:`DeadLetterStore`: the dead letters. :class:`StateStore` is the three.
 - :class:`EventLog` is a log that is also its own state store (memory, SQLite, Redis).
+- :class:`SchemaStore`: the shared schema registry, in the state store.
 - :class:`WorkQueue` and :class:`FailedJobStore`: the durable ``queue`` job
   connection, a work queue with competing workers, per-job leases and due times.
 - Optional: :class:`FlowLog` (events and attempts by correlation ID),
@@ -56,6 +57,7 @@ from afterward.events._records import (
     StoredDeadLetter,
     StoredEvent,
     StoredFailedJob,
+    StoredSchema,
 )
 
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "GroupState",
     "Log",
     "Member",
+    "SchemaStore",
     "StateStore",
     "WorkQueue",
 ]
@@ -378,6 +381,19 @@ class FailedJobStore(Protocol):
         """Delete the failed job; false when there was none."""
 
 
+@runtime_checkable
+class SchemaStore(Protocol):
+    """The schema registry: versions of each topic's schema, shared by every process."""
+
+    async def schemas(self, topic: str | None) -> list[StoredSchema]:
+        """Every version of ``topic``'s schema (of every topic when ``None``), by topic
+        then version."""
+
+    async def add_schema(self, schema: StoredSchema) -> bool:
+        """Store ``schema`` if its version is the next one of its topic (the latest plus
+        one, or 1): false, and nothing stored, when another process got there first."""
+
+
 class Backend(ConnectContext):
     """What a bus URL opens: a log, the state store beside it, and their capabilities.
 
@@ -397,6 +413,7 @@ class Backend(ConnectContext):
         queue: the work queue (``jobs``, else the log or the state store when it is
             one), or ``None``.
         failed: the failed-jobs store beside it, or ``None``.
+        schemas: the state store when it keeps the schema registry, else ``None``.
     """
 
     def __init__(
@@ -423,6 +440,7 @@ class Backend(ConnectContext):
         elif jobs is None and isinstance(state, WorkQueue):
             jobs = state
         self.queue: WorkQueue | None = jobs
+        self.schemas: SchemaStore | None = state if isinstance(state, SchemaStore) else None
         self.failed: FailedJobStore | None = None
         for candidate in (jobs, state):
             holder: object = candidate

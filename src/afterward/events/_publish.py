@@ -13,7 +13,7 @@ from afterward._exceptions import PublishError
 from afterward.events._core import BusCore
 from afterward.events._envelope import Event, encode_event, validate_topic
 from afterward.events._outbox import relay, store_for, write_to_outbox
-from afterward.events._records import AppendRecord
+from afterward.events._records import AppendRecord, StoredSchema
 
 __all__ = ["Publishing", "draft", "relay_outboxes"]
 
@@ -120,20 +120,62 @@ class Publishing:
 
     _core: BusCore
 
-    def schema(self, topic: str, schema: object, *, force: bool = False) -> None:
-        """Check every event published to ``topic`` against ``schema`` from now on.
+    async def schema_async(
+        self,
+        topic: str,
+        schema: object,
+        *,
+        compatibility: str = "backward",
+        force: bool = False,
+    ) -> StoredSchema:
+        """Async twin of :meth:`schema`."""
+        validate_topic(topic)
+        return await self._core.schemas.register(topic, schema, compatibility, force=force)
+
+    def schema(
+        self,
+        topic: str,
+        schema: object,
+        *,
+        compatibility: str = "backward",
+        force: bool = False,
+    ) -> StoredSchema:
+        """Register ``schema`` for ``topic`` in the bus's shared registry.
+
+        Every publish to ``topic``, in any process on this bus, is checked against the
+        latest version from then on (read from the backend, cached for a few seconds:
+        see ``docs/events.md``). Registering the latest schema again stores nothing.
 
         Args:
             topic: the topic.
-            schema: a JSON Schema dict, or a pydantic model class.
-            force: replace a registered schema even if the new one is incompatible.
+            schema: a JSON Schema dict, or a pydantic model class (stored as its JSON
+                Schema; this process validates with the model itself).
+            compatibility: ``"backward"`` (consumers of the new schema read old events),
+                ``"forward"``, ``"full"`` or ``"none"``, as in Confluent's registry.
+            force: store the new version even if it breaks ``compatibility``.
+
+        Returns:
+            The version stored (or the latest, when it was the same schema).
 
         Raises:
-            ConfigError: the schema is invalid, or incompatible with the registered one
-                (a newly required field, a changed type) and ``force`` is false.
+            ConfigError: the schema is invalid or the mode unknown.
+            SchemaError: the schema breaks ``compatibility`` with the latest version;
+                the message names the field. Nothing is stored.
         """
-        validate_topic(topic)
-        self._core.schemas.register(topic, schema, force=force)
+        return self._core.sync(
+            self.schema_async(topic, schema, compatibility=compatibility, force=force)
+        )
+
+    async def schemas_async(self, topic: str | None = None) -> list[StoredSchema]:
+        """Async twin of :meth:`schemas`."""
+        if topic is not None:
+            validate_topic(topic)
+        return await self._core.schemas.versions(topic)
+
+    def schemas(self, topic: str | None = None) -> list[StoredSchema]:
+        """Every registered version of ``topic``'s schema (every topic's when ``None``),
+        by topic then version."""
+        return self._core.sync(self.schemas_async(topic))
 
     async def publish(
         self,
@@ -155,8 +197,11 @@ class Publishing:
             SchemaError: the data does not match the topic's schema. Nothing is written.
             BackendError: the backend failed.
         """
-        event, record = draft(self._core, topic, data, key, version, id, headers)
-        await self._core.append([record])
+        core = self._core
+        if core.schemas.stale(validate_topic(topic)):
+            await core.schemas.refresh(topic)
+        event, record = draft(core, topic, data, key, version, id, headers)
+        await core.append([record])
         return event
 
     def publish_sync(
@@ -170,6 +215,8 @@ class Publishing:
     ) -> Event:
         """Sync twin of :meth:`publish` (the outbox works the same way)."""
         core = self._core
+        if core.schemas.stale(validate_topic(topic)):
+            core.sync(core.schemas.refresh(topic))
         event, record = draft(core, topic, data, key, version, id, headers)
         if core.settings.outbox and write_to_outbox(core, [record]):
             return event
@@ -184,6 +231,9 @@ class Publishing:
             items: mappings with ``data`` and optionally ``key``, ``version``, ``id``,
                 ``headers`` (the arguments of :meth:`publish`).
         """
+        validate_topic(topic)
+        if self._core.schemas.stale(topic):
+            await self._core.schemas.refresh(topic)
         drafts = _drafts(self._core, topic, items)
         if drafts:
             await self._core.append([record for _, record in drafts])

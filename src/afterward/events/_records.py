@@ -22,6 +22,7 @@ __all__ = [
     "StoredDeadLetter",
     "StoredEvent",
     "StoredFailedJob",
+    "StoredSchema",
     "worker_died",
 ]
 
@@ -195,6 +196,26 @@ class QueueDepth:
     running: int = 0
     failed: int = 0
     workers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchema:
+    """One version of a topic's schema in the shared registry.
+
+    Attributes:
+        topic: the topic.
+        version: 1, 2, ... per topic.
+        schema: the JSON Schema, as compact JSON text.
+        compatibility: the mode it was checked with (``backward``, ``forward``,
+            ``full``, ``none``).
+        registered_at: when (aware, UTC).
+    """
+
+    topic: str
+    version: int
+    schema: str
+    compatibility: str
+    registered_at: datetime
 
 
 def worker_died(attempt: int, tries: int) -> str:

@@ -15,7 +15,7 @@ import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -26,10 +26,7 @@ from afterward.http._fake import active_fakes
 from afterward.http._hosts import host_gate
 from afterward.http._retry import Retry, is_retryable
 
-if TYPE_CHECKING:
-    from afterward.http._request import PendingRequest
-
-__all__ = ["Lane", "deliver", "logger"]
+__all__ = ["Lane", "Sendable", "deliver", "logger"]
 
 logger = logging.getLogger("afterward.http")
 Outcome = httpx.Response | Exception
@@ -48,8 +45,21 @@ class Lane(Protocol):
         """The wait is over."""
 
 
+class Sendable(Protocol):
+    """What :func:`deliver` needs of a request (a :class:`~afterward.http.PendingRequest`)."""
+
+    @property
+    def retry_policy(self) -> Retry | None:
+        """The request's own retry policy, if any."""
+        ...
+
+    def build(self, client: httpx.AsyncClient) -> tuple[httpx.Request, dict[str, Any]]:
+        """The ``httpx.Request`` to send with ``client``, and ``client.send``'s options."""
+        ...
+
+
 async def deliver(
-    request: PendingRequest, inherited: Retry | None = None, lane: Lane | None = None
+    request: Sendable, inherited: Retry | None = None, lane: Lane | None = None
 ) -> httpx.Response:
     """Send ``request`` with its retry policy and return the final response.
 

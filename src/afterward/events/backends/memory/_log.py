@@ -20,6 +20,7 @@ from afterward.events._records import (
     StoredDeadLetter,
     StoredEvent,
     StoredFailedJob,
+    StoredSchema,
 )
 
 __all__ = ["HISTORY_LIMIT", "JobEntry", "MemoryLog", "Store", "store_of"]
@@ -54,6 +55,7 @@ class Store:
     flows: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # cid -> (topic, off)
     attempts: deque[Attempt] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
     jobs: dict[str, JobEntry] = field(default_factory=dict)  # the work queue, by job ID
+    schemas: dict[str, list[StoredSchema]] = field(default_factory=dict)  # topic -> versions
 
 
 _named: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
@@ -206,3 +208,17 @@ class MemoryLog(ConnectContext):
     async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
         found = [a for a in self._store.attempts if a.correlation_id == correlation_id]
         return found[:limit]
+
+    # -- the schema registry (SchemaStore) --------------------------------------------
+
+    async def schemas(self, topic: str | None) -> list[StoredSchema]:
+        if topic is not None:
+            return list(self._store.schemas.get(topic, []))
+        return [s for name in sorted(self._store.schemas) for s in self._store.schemas[name]]
+
+    async def add_schema(self, schema: StoredSchema) -> bool:
+        versions = self._store.schemas.setdefault(schema.topic, [])
+        if schema.version != len(versions) + 1:
+            return False
+        versions.append(schema)
+        return True

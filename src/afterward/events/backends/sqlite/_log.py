@@ -18,8 +18,9 @@ from afterward.events._records import (
     Done,
     StoredDeadLetter,
     StoredEvent,
+    StoredSchema,
 )
-from afterward.events.backends.sqlite import _events, _groups
+from afterward.events.backends.sqlite import _events, _groups, _schemas
 from afterward.events.backends.sqlite._db import SQLiteFile, path_of
 from afterward.events.backends.sqlite._jobs import JOBS_SCHEMA
 from afterward.events.backends.sqlite._schema import SCHEMA
@@ -41,7 +42,7 @@ class SQLiteLog(ConnectContext):
     def __init__(self, url: str = "sqlite:///afterward.db") -> None:
         self.path = path_of(url)
         #: The file and its thread (shared with the work queue).
-        self.db = SQLiteFile(self.path, SCHEMA + JOBS_SCHEMA)
+        self.db = SQLiteFile(self.path, SCHEMA + JOBS_SCHEMA + _schemas.SCHEMAS_SCHEMA)
 
     def __repr__(self) -> str:
         return f"<SQLiteLog {str(self.path)!r}>"
@@ -147,3 +148,11 @@ class SQLiteLog(ConnectContext):
         return await self.db.run(
             _call(_events.attempts_for, correlation_id=correlation_id, limit=limit)
         )
+
+    # -- the schema registry (SchemaStore) --------------------------------------------
+
+    async def schemas(self, topic: str | None) -> list[StoredSchema]:
+        return await self.db.run(_call(_schemas.schemas, topic=topic))
+
+    async def add_schema(self, schema: StoredSchema) -> bool:
+        return await self.db.run(_call(_schemas.add_schema, schema=schema), write=True)
