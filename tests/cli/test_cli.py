@@ -68,6 +68,8 @@ def test_every_command_has_help_with_an_example() -> None:
         ("failed", "retry"),
         ("failed", "discard"),
         ("queue", "stats"),
+        ("schemas", "list"),
+        ("schemas", "show"),
     ):
         assert expected in commands
     for command in commands:
@@ -243,6 +245,21 @@ def test_failed_jobs_list_retry_discard(bus_url: str) -> None:
     missing = CliRunner().invoke(main, ["failed", "discard", "nope"])
     assert missing.exit_code == 1
     assert missing.stderr.strip() == "Error: no failed job with ID 'nope'"
+
+
+def test_schemas_list_and_show(bus_url: str) -> None:
+    assert invoke("schemas", "list").output.strip() == "Schemas: none registered"
+    bus = EventBus(bus_url)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    bus.schema("t", schema)
+    bus.schema("t", {**schema, "properties": {"n": {"type": "number"}}})
+    (listed,) = json.loads(invoke("schemas", "list", "--json").output)
+    assert (listed["topic"], listed["version"], listed["compatibility"]) == ("t", 2, "backward")
+    first = json.loads(invoke("schemas", "show", "t", "--version", "1", "--json").output)
+    assert first["schema"] == schema
+    assert '"number"' in invoke("schemas", "show", "t").output
+    missing = CliRunner().invoke(main, ["schemas", "show", "t", "--version", "9"])
+    assert missing.exit_code == 1 and "has no version 9 (versions: 1, 2)" in missing.stderr
 
 
 def test_queue_stats(bus_url: str) -> None:

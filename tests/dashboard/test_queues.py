@@ -1,4 +1,4 @@
-"""The dashboard's queue page: jobs per state, read from the bus when the page loads."""
+"""The dashboard's queue and schema pages, read from the bus when a page loads."""
 
 from __future__ import annotations
 
@@ -35,3 +35,18 @@ def test_queue_page_counts_each_state(tmp_path: Path) -> None:
     cells = [c.split("</td>")[0].split(">")[-1] for c in row.split('<td class="num">')[1:]]
     assert cells[:3] == ["1", "1", "0"]  # ready, delayed, running
     assert "/failed-jobs?queue=receipts" in row  # one failed, linked to the list
+
+
+def test_schema_page_lists_every_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    schema = {"type": "object", "properties": {"order_id": {"type": "integer"}}}
+    app = EventBus(url)
+    app.schema("order.completed", schema)
+    app.schema("order.completed", {**schema, "properties": {"order_id": {"type": "number"}}})
+    panel = create_app(EventBus(url), token=TOKEN, recorder=Recorder())
+    with serve_asgi(panel) as base:
+        page = httpx.get(f"{base}/schemas", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200
+    assert page.text.count('data-topic="order.completed"') == 2
+    assert page.text.index('data-version="2"') < page.text.index('data-version="1"')
+    assert "&#34;number&#34;" in page.text or "&quot;number&quot;" in page.text

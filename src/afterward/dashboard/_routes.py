@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -195,6 +196,24 @@ async def queues(request: Request) -> HTMLResponse:
     )
 
 
+async def schemas(request: Request) -> HTMLResponse:
+    """``GET /schemas``: every version of every topic's schema, newest first per topic."""
+    bus = request.app.state.bus
+    reader = getattr(bus, "schemas_async", None)
+    found = list(await reader()) if callable(reader) else []
+    rows = [
+        {
+            "topic": s.topic,
+            "version": s.version,
+            "compatibility": s.compatibility,
+            "registered_at": s.registered_at,
+            "pretty": json.dumps(json.loads(s.schema), indent=2, sort_keys=True),
+        }
+        for s in sorted(found, key=lambda s: (s.topic, -s.version))
+    ]
+    return _render(request, "schemas.html", supported=callable(reader), schemas=rows)
+
+
 async def failed_jobs(request: Request) -> HTMLResponse:
     """``GET /failed-jobs``: the list, filtered by ``queue`` and ``q``."""
     q = request.query_params
@@ -312,6 +331,7 @@ def routes() -> list[Route]:
         Route("/dead-letters/{id}", dead_letter),
         Route("/dead-letters/{id}/{action:str}", dead_letter_action, methods=["POST"]),
         Route("/queues", queues),
+        Route("/schemas", schemas),
         Route("/failed-jobs", failed_jobs),
         Route("/failed-jobs/bulk", failed_jobs_bulk, methods=["POST"]),
         Route("/failed-jobs/{id}", failed_job),
