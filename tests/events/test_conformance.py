@@ -653,3 +653,29 @@ def test_sync_twins(bus_url: str) -> None:
     assert bus.lag_sync() == {"g": {"t": 0}}
     bus.discard_dead_letter_sync(letter.id)
     assert bus.dead_letters() == []
+
+
+async def test_a_position_past_the_end_is_reset_not_skipped(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A store that outlived its topic (recreated, or a broker that lost its data): the
+    # group's position is past the partition's end.
+    seen: list[int] = []
+
+    @bus.subscribe("t", group="g")
+    async def handle(event: Event) -> None:
+        seen.append(event.data)
+
+    for n in range(8):
+        await bus.publish("t", n, key="k")
+    ends = await bus._core.backend.log.end_offsets("t")
+    await bus._core.backend.state.register("g", "t", {})
+    await bus._core.backend.state.rewind(
+        "g", "t", {p: e + 100 for p, e in ends.items()}, forget=False
+    )
+    assert (await bus.lag())["g"]["t"] == 8  # never 0: those events are not handled yet
+    with caplog.at_level("ERROR", logger="afterward.events"):
+        await bus.drain()
+    assert sorted(seen) == list(range(8))
+    assert "past the partition's end" in caplog.text and "'g'" in caplog.text
+    assert (await bus.lag())["g"]["t"] == 0

@@ -12,11 +12,13 @@ after each batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 from afterward._exceptions import ConfigError
+from afterward._stats import incr
 from afterward.events._batch import process_batch, unwrap
 from afterward.events._core import BusCore, WorkerSpec
 from afterward.events._envelope import Event, decode_event, validate_topic
@@ -31,6 +33,8 @@ from afterward.events._worker import Worker
 __all__ = ["Consuming", "run"]
 
 F = TypeVar("F", bound=Handler)
+
+logger = logging.getLogger("afterward.events")
 
 
 def _standby_wait(core: BusCore) -> float:
@@ -47,6 +51,7 @@ async def _consume_once(core: BusCore, sub: Subscription, lease: Lease) -> int:
     positions = await core.positions_of(sub)
     stored = await core.backend.log.read(sub.topic, positions, core.settings.batch_size)
     if not stored:
+        await reset_if_ahead(core, sub, positions)
         return 0
     # A batch may outlast the claim (slow handlers, retries): renew it meanwhile.
     renewal = asyncio.create_task(lease.keep())
@@ -135,6 +140,54 @@ async def _consume_loop(core: BusCore, sub: Subscription, stop_when_idle: bool) 
     return await _claim_loop(core, sub, stop_when_idle)
 
 
+async def reset_if_ahead(core: BusCore, sub: Subscription, positions: dict[int, int]) -> bool:
+    """Positions never skip silently: a position past its partition's end (the topic was
+    recreated, the broker lost its data) is reset to the group's start policy, with an
+    error logged; true when one was."""
+    ends = await core.backend.log.end_offsets(sub.topic)
+    ahead = {p: o for p, o in positions.items() if o > ends.get(p, 0)}
+    if not ahead:
+        return False
+    reset = {p: (ends.get(p, 0) if sub.start == "latest" else 0) for p in ahead}
+    for partition, position in sorted(ahead.items()):
+        logger.error(
+            "group %r on topic %r, partition %d: the stored position %d is past the "
+            "partition's end %d (the topic was recreated or the broker lost its data); "
+            "reset to %d (start=%r)",
+            sub.group,
+            sub.topic,
+            partition,
+            position,
+            ends.get(partition, 0),
+            reset[partition],
+            sub.start,
+        )
+    incr("events.positions_reset", len(reset))
+    await core.backend.state.rewind(sub.group, sub.topic, reset, forget=False)
+    return True
+
+
+async def _consume_forever(core: BusCore, sub: Subscription) -> bool:
+    """:func:`_consume_loop` for ``run()``: nothing but cancellation (or ``stop()``) ends
+    it. A failure (the backend away, anything unexpected) is logged with its traceback,
+    counted, and consuming starts again after a backoff (0.5 s doubling up to 30 s)."""
+    pause = 0.0
+    while not core.stopping:
+        try:
+            return await _consume_loop(core, sub, False)
+        except Exception:
+            pause = min(30.0, max(0.5, pause * 2))
+            incr("events.consumer_errors")
+            logger.exception(
+                "consuming %r for group %r failed; starting again in %.1f s",
+                sub.topic,
+                sub.group,
+                pause,
+            )
+            await asyncio.sleep(pause)
+    return False
+
+
 def _select(
     core: BusCore, groups: Iterable[str] | None
 ) -> tuple[list[Subscription], list[WorkerSpec]]:
@@ -188,7 +241,12 @@ async def run(
         try:
             async with asyncio.TaskGroup() as tasks:
                 loops = [
-                    tasks.create_task(_consume_loop(core, sub, stop_when_idle)) for sub in subs
+                    tasks.create_task(
+                        _consume_loop(core, sub, True)
+                        if stop_when_idle
+                        else _consume_forever(core, sub)
+                    )
+                    for sub in subs
                 ]
                 for spec in specs:
                     tasks.create_task(_work(core, spec, stop_when_idle))

@@ -173,9 +173,16 @@ class BusCore:
         return positions
 
     async def lag_of(self, group: str, topic: str, positions: dict[int, int]) -> int:
-        """Events of ``topic`` past ``positions``; the ``on_lag`` watches see it."""
+        """Events of ``topic`` past ``positions``; the ``on_lag`` watches see it.
+
+        A position past its partition's end (the topic was recreated) counts that whole
+        partition as lag: the consumer will reset to its start and read it all.
+        """
         ends = await self.backend.log.end_offsets(topic)
-        lag = sum(max(0, end - positions.get(p, 0)) for p, end in ends.items())
+        lag = 0
+        for partition, end in ends.items():
+            position = positions.get(partition, 0)
+            lag += end - position if position <= end else end
         for watch in self.watches:
             await watch.check(group, topic, lag)
         return lag
