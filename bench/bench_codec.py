@@ -255,6 +255,10 @@ def run() -> str:
                 ],
                 _speed_rows(),
             ),
-            table("JSON codecs: where they behave differently", header, behaviour),
+            table(
+                "JSON codecs: where they behave differently (output, or the exception raised)",
+                header,
+                behaviour,
+            ),
         ]
     )
