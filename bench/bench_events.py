@@ -1,4 +1,4 @@
-"""Event bus benchmarks (SQLite backend): publish, end to end, latency, memory, jobs.
+"""Event bus benchmarks (SQLite backend): publish, end to end, latency, memory.
 
 Every table compares with a peer measured in the same run:
 
@@ -6,9 +6,10 @@ Every table compares with a peer measured in the same run:
   ``synchronous=NORMAL``), one transaction per event / per batch;
 - end to end: the same bus code on ``memory://`` (what the storage costs);
 - latency: the same on ``memory://``, and a consumer in another process (it polls);
-- memory: an idle consumer process (imports and an open bus), the baseline RSS;
-- durable jobs: Celery, Dramatiq and RQ on the local Redis and huey on SQLite
-  (``bench/_queue_peers.py``), when installed (``pip install 'afterward[bench]'``).
+- memory: an idle consumer process (imports and an open bus), the baseline RSS.
+
+The durable-jobs table (afterward's queue on this bus against Celery, Dramatiq, RQ,
+arq, SAQ, huey and Procrastinate) is ``python -m bench jobs``.
 
 ``BENCH_EVENTS_QUICK=1`` shrinks every size by 10x (for a smoke run).
 """
@@ -304,10 +305,4 @@ def run() -> str:
             ],
         ),
     ]
-    try:
-        from bench._queue_peers import jobs_table
-    except ImportError:
-        parts.append("(durable jobs: bench/_queue_peers.py not available)\n")
-    else:
-        parts.append(jobs_table())
     return "\n".join(parts)

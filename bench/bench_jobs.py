@@ -6,6 +6,9 @@
    them all), against 10,000 bare deferred coroutines.
 3. ``background`` start latency: dispatch of a no-op job to the end of its child
    process, against a bare ``subprocess.Popen([sys.executable, "-c", "pass"])``.
+4. Durable jobs: 10,000 no-op jobs enqueue-to-done on afterward's queue against Celery,
+   Dramatiq, RQ, arq, SAQ, huey and Procrastinate (``bench/_queue_peers.py``), the
+   peers that are installed (``pip install 'afterward[bench]'``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable
 import afterward
 from afterward import Job
 from afterward.jobs._background import spawn
+from bench._queue_peers import jobs_table
 from bench._table import median_ms, table
 
 __all__ = ["run"]
@@ -134,5 +138,6 @@ def run() -> str:
                     ["Popen([python, '-c', 'pass']) (peer)", bare_ms, "1.00x"],
                 ],
             ),
+            jobs_table(),
         ]
     )
