@@ -94,3 +94,18 @@ def work(bus_url: str, queue: str, concurrency: int, lease: float, grace: float 
         ],
         standalone_mode=True,
     )
+
+
+def consume_poison(bus_url: str, effects_db: str, poison: int, batch_size: int = 20) -> None:
+    """Consume ``t`` in group ``p`` until idle; the handler of event ``n == poison``
+    kills this process (a segfault, the OOM killer) before doing anything."""
+    bus = EventBus(bus_url, batch_size=batch_size, claim_ttl=1.0)
+    conn = sqlite3.connect(effects_db, isolation_level=None, timeout=30, check_same_thread=False)
+
+    @bus.subscribe("t", group="p", retries=2, backoff=0)
+    def handle(event: Event) -> None:
+        if event.data["n"] == poison:
+            os._exit(9)
+        conn.execute("INSERT INTO effects VALUES (?, ?)", (event.id, os.getpid()))
+
+    asyncio.run(bus.run(stop_when_idle=True))

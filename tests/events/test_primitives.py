@@ -158,3 +158,21 @@ async def test_flow_capability_where_present(backend: Backend) -> None:
     now = datetime.now(UTC)
     await flow.add_attempts([Attempt("c", "g", "f", "e0", 1, "handled", now)])
     assert [a.outcome for a in await flow.attempts_for("c", 10)] == ["handled"]
+
+
+async def test_begin_batch_tells_a_redelivered_batch_apart(backend: Backend) -> None:
+    state = backend.state
+    assert await state.begin_batch("g", "t", {0: (0, 500), 1: (0, 10)}) == {}
+    await state.commit("g", "t", {1: 10}, [])  # partition 1's batch committed
+    # A consumer died in partition 0's batch: the next one starts there again.
+    assert await state.begin_batch("g", "t", {0: (0, 500), 1: (10, 20)}) == {0: 500}
+    assert await state.begin_batch("g", "t", {0: (3, 500)}) == {0: 500}  # still inside it
+    assert await state.begin_batch("g", "t", {0: (500, 900)}) == {}  # past it: a new batch
+    assert await state.begin_batch("other", "t", {0: (0, 500)}) == {}  # groups are apart
+
+
+async def test_count_attempt_counts_per_group_and_event(backend: Backend) -> None:
+    state = backend.state
+    assert [await state.count_attempt("g", "t", "e1") for _ in range(3)] == [1, 2, 3]
+    assert await state.count_attempt("g", "t", "e2") == 1
+    assert await state.count_attempt("h", "t", "e1") == 1

@@ -126,13 +126,29 @@ def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
+def _died_during(count: int) -> str:
+    return (
+        f"ConsumerDied: the consumer handling this event died (killed, crashed or out of "
+        f"memory) during {count} deliveries in a row; dead-lettered after the group's retries"
+    )
+
+
 class _Batch:
     def __init__(
-        self, backend: Backend, sub: Subscription, processed: set[str], history: bool
+        self,
+        backend: Backend,
+        sub: Subscription,
+        processed: set[str],
+        history: bool,
+        redelivered: dict[int, int],
     ) -> None:
         self.backend = backend
         self.sub = sub
         self.seen = processed
+        #: Per partition, the end of a batch being delivered again (a consumer died in
+        #: it): its events run one by one, each delivery counted first, each success
+        #: recorded at once, so a poison event cannot stop the group.
+        self.redelivered = redelivered
         self.versions: dict[str, int] = {}
         self.done: list[Done] = []
         # Only backends with the flow capability keep attempts: others pay nothing.
@@ -158,13 +174,34 @@ class _Batch:
                     self.history.append(attempt_of(self.sub, event, event.attempt, "stale"))
                 self.done.append(Done(event.id))
                 return
-        attempts, error, tb = await run_handler(self.sub, event, history=self.history)
+        suspect = self.redelivered.get(stored.partition, -1) > stored.offset
+        first = 1
+        if suspect:
+            # Counted before the handler runs. The delivery that died first was not
+            # counted, so this count is also how many deliveries died: past
+            # ``retries``, the handler has had its retries + 1 runs.
+            state = self.backend.state
+            count = await state.count_attempt(self.sub.group, self.sub.topic, event.id)
+            if count > self.sub.retries:
+                await self.dead_letter(stored, event, _died_during(count), "", count)
+                return
+            first = count + 1
+        attempts, error, tb = await run_handler(self.sub, event, first, self.history)
         if error is None:
             incr("events.handled")
             if event.key is not None and event.version is not None:
                 self.versions[event.key] = event.version
-            self.done.append(Done(event.id, event.key, event.version))
+            done = Done(event.id, event.key, event.version)
+            self.done.append(done)
+            if suspect:  # recorded at once: a later crash in this batch cannot repeat it
+                await self.backend.state.commit(self.sub.group, self.sub.topic, {}, [done])
             return
+        await self.dead_letter(stored, event, error_text(error), tb, attempts)
+
+    async def dead_letter(
+        self, stored: StoredEvent, event: Event, error: str, tb: str, attempts: int
+    ) -> None:
+        """Store the event as a dead letter; the group moves on past it."""
         incr("events.dead_lettered")
         await add_dead_letter(
             self.backend,
@@ -173,16 +210,14 @@ class _Batch:
                 group=self.sub.group,
                 topic=self.sub.topic,
                 payload=stored.payload,
-                error=error_text(error),
+                error=error,
                 traceback=tb,
                 attempts=attempts,
                 failed_at=datetime.now(UTC),
             ),
         )
         if self.history is not None:
-            self.history.append(
-                attempt_of(self.sub, event, attempts, "dead_lettered", error_text(error))
-            )
+            self.history.append(attempt_of(self.sub, event, attempts, "dead_lettered", error))
         self.done.append(Done(event.id, processed=False))
 
 
@@ -207,9 +242,14 @@ async def process_batch(
     With ``member`` (a backend with consumer groups), commit through it.
     """
     state = backend.state
+    spans: dict[int, tuple[int, int]] = {}
+    for s in stored:
+        start, end = spans.get(s.partition, (s.offset, s.offset + 1))
+        spans[s.partition] = (min(start, s.offset), max(end, s.offset + 1))
+    redelivered = await state.begin_batch(sub.group, sub.topic, spans)
     events = [(s, decode_event(s.payload)) for s in stored]
     processed = await state.processed(sub.group, list({e.id for _, e in events}))
-    batch = _Batch(backend, sub, processed, history)
+    batch = _Batch(backend, sub, processed, history, redelivered)
     keys = list({e.key for _, e in events if e.key is not None and e.version is not None})
     if keys:
         batch.versions = await state.key_versions(sub.group, sub.topic, keys)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal, TypeVar
@@ -35,6 +36,10 @@ __all__ = ["Consuming", "run"]
 F = TypeVar("F", bound=Handler)
 
 logger = logging.getLogger("afterward.events")
+
+#: How often an idle member checks that the group's positions are not past the end
+#: (an idle claim loop checks on every empty read: its reads are local).
+_AHEAD_CHECK_SECONDS = 5.0
 
 
 def _standby_wait(core: BusCore) -> float:
@@ -74,10 +79,16 @@ async def _member_loop(
     await core.positions_of(sub)
     member = await log.join(sub.group, sub.topic, settings.claim_ttl)
     worked = False
+    check_at = 0.0  # when an idle member next looks for positions past the end
     try:
         while not core.stopping:
             stored = await member.fetch(settings.batch_size, settings.poll_interval)
             if not stored:
+                if time.monotonic() >= check_at:
+                    check_at = time.monotonic() + _AHEAD_CHECK_SECONDS
+                    positions = await core.backend.state.positions(sub.group, sub.topic)
+                    if await reset_if_ahead(core, sub, positions or {}):
+                        continue
                 if stop_when_idle:
                     return not worked
                 continue

@@ -187,6 +187,20 @@ class GroupState(Connectable, Protocol):
         """Set the group's positions in ``topic`` (a replay). With ``forget``, also drop
         the group's processed IDs and key versions for ``topic`` (``reprocess=True``)."""
 
+    async def begin_batch(
+        self, group: str, topic: str, spans: Mapping[int, tuple[int, int]]
+    ) -> dict[int, int]:
+        """Record that the group starts handling offsets ``[start, end)`` of each
+        partition in ``spans``; return, per partition, the end of an earlier batch that
+        covered ``start`` and never committed (a consumer died in it: the events up to
+        that end are being delivered again). A partition without one is left out, and
+        its span becomes the one recorded; a redelivered partition keeps the old one.
+        """
+
+    async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
+        """Count one more delivery of ``event_id`` to the group (before its handler
+        runs) and return how many were counted so far."""
+
 
 @runtime_checkable
 class Claims(Protocol):

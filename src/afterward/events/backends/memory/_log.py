@@ -56,6 +56,9 @@ class Store:
     attempts: deque[Attempt] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))
     jobs: dict[str, JobEntry] = field(default_factory=dict)  # the work queue, by job ID
     schemas: dict[str, list[StoredSchema]] = field(default_factory=dict)  # topic -> versions
+    #: (group, topic) -> partition -> (start, end) of the batch being handled
+    batches: dict[tuple[str, str], dict[int, tuple[int, int]]] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)  # (group, id) -> n
 
 
 _named: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
@@ -175,6 +178,24 @@ class MemoryLog(ConnectContext):
             for event_id in [i for i, t in processed.items() if t == topic]:
                 del processed[event_id]
             self._store.versions.pop((group, topic), None)
+
+    async def begin_batch(
+        self, group: str, topic: str, spans: Mapping[int, tuple[int, int]]
+    ) -> dict[int, int]:
+        marks = self._store.batches.setdefault((group, topic), {})
+        redelivered: dict[int, int] = {}
+        for partition, (start, end) in spans.items():
+            earlier = marks.get(partition)
+            if earlier is not None and earlier[0] <= start < earlier[1]:
+                redelivered[partition] = earlier[1]
+            else:
+                marks[partition] = (start, end)
+        return redelivered
+
+    async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
+        key = (group, event_id)
+        self._store.deliveries[key] = count = self._store.deliveries.get(key, 0) + 1
+        return count
 
     # -- dead letters -----------------------------------------------------------------
 

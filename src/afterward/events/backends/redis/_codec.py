@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from afterward.events._records import AppendRecord, Done, StoredDeadLetter, StoredEvent
+from afterward.events._records import (
+    AppendRecord,
+    Done,
+    StoredDeadLetter,
+    StoredEvent,
+    StoredSchema,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -31,7 +37,9 @@ __all__ = [
     "positions",
     "registered",
     "registration",
+    "schema_json",
     "split_url",
+    "stored_schema",
     "stream_id",
 ]
 
@@ -79,6 +87,23 @@ class Keys:
     def state(self, group: str, topic: str) -> list[str]:
         """The position hash, processed IDs and key versions (the commit scripts' KEYS)."""
         return [self.pos(topic, group), self.done(group), self.ver(topic, group)]
+
+    def batches(self, topic: str, group: str) -> str:
+        """The last batch begun per partition (hash partition -> ``start:end``)."""
+        return f"{self.prefix}batches:{topic}:{group}"
+
+    def deliveries(self, group: str) -> str:
+        """Deliveries counted per event ID, of events being delivered again."""
+        return f"{self.prefix}deliveries:{group}"
+
+    def schemas(self, topic: str) -> str:
+        """A topic's schema versions (hash version -> the version as JSON)."""
+        return f"{self.prefix}schemas:{topic}"
+
+    @property
+    def schema_topics(self) -> str:
+        """The topics that have schemas."""
+        return f"{self.prefix}schema-topics"
 
     def claim(self, topic: str, group: str) -> str:
         """The member (or consume loop) consuming the group on the topic."""
@@ -188,4 +213,27 @@ def letter(row: Mapping[bytes, bytes]) -> StoredDeadLetter:
         traceback=row[b"traceback"].decode(),
         attempts=int(row[b"attempts"]),
         failed_at=datetime.fromtimestamp(float(row[b"failed_at"]), UTC),
+    )
+
+
+def schema_json(schema: StoredSchema) -> str:
+    """A schema version as the ``schemas:<topic>`` hash stores it."""
+    return json.dumps(
+        {
+            "schema": schema.schema,
+            "compatibility": schema.compatibility,
+            "registered_at": schema.registered_at.timestamp(),
+        }
+    )
+
+
+def stored_schema(topic: str, version: bytes | str, value: bytes | str) -> StoredSchema:
+    """The :class:`StoredSchema` of one ``schemas:<topic>`` hash field."""
+    fields = json.loads(value)
+    return StoredSchema(
+        topic,
+        int(version),
+        fields["schema"],
+        fields["compatibility"],
+        datetime.fromtimestamp(fields["registered_at"], UTC),
     )

@@ -12,7 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from afterward.events._protocols import ConnectContext, Member
-from afterward.events._records import AppendRecord, Done, StoredDeadLetter, StoredEvent
+from afterward.events._records import (
+    AppendRecord,
+    Done,
+    StoredDeadLetter,
+    StoredEvent,
+    StoredSchema,
+)
 from afterward.events.backends.redis import _codec, _scripts
 from afterward.events.backends.redis._client import RedisClients
 from afterward.events.backends.redis._member import RedisMember
@@ -201,6 +207,51 @@ class RedisLog(ConnectContext):
             await self._clients.script(_scripts.REWIND, keys, args)
 
     # -- consumer groups (GroupLog) ---------------------------------------------------
+
+    async def begin_batch(
+        self, group: str, topic: str, spans: Mapping[int, tuple[int, int]]
+    ) -> dict[int, int]:
+        """The ``begin_batch`` script on ``batches:<topic>:<group>``."""
+        args: list[Any] = []
+        for partition, (start, end) in spans.items():
+            args += [partition, start, end]
+        async with self._errors(f"starting a batch of {group!r}"):
+            flat = await self._clients.script(
+                _scripts.BEGIN_BATCH, [self._keys.batches(topic, group)], args
+            )
+        return {int(p): int(e) for p, e in zip(flat[::2], flat[1::2], strict=True)}
+
+    async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
+        """``HINCRBY deliveries:<group> <event id> 1``."""
+        async with self._errors(f"counting a delivery for {group!r}"):
+            return int(await self._clients.get().hincrby(self._keys.deliveries(group), event_id, 1))
+
+    # -- the schema registry (SchemaStore) --------------------------------------------
+
+    async def schemas(self, topic: str | None) -> list[StoredSchema]:
+        """Every version of ``topic`` (of every topic in ``schema-topics`` when ``None``)."""
+        async with self._errors("reading schemas"):
+            client = self._clients.get()
+            if topic is not None:
+                topics = [topic]
+            else:
+                members: Any = await client.smembers(self._keys.schema_topics)
+                topics = sorted(m.decode() for m in members)
+            found: list[StoredSchema] = []
+            for name in topics:
+                versions = await client.hgetall(self._keys.schemas(name))
+                found += sorted(
+                    (_codec.stored_schema(name, v, raw) for v, raw in versions.items()),
+                    key=lambda s: s.version,
+                )
+        return found
+
+    async def add_schema(self, schema: StoredSchema) -> bool:
+        """The ``add_schema`` script: stored only as the topic's next version."""
+        keys = [self._keys.schemas(schema.topic), self._keys.schema_topics]
+        args = [schema.topic, schema.version, _codec.schema_json(schema)]
+        async with self._errors(f"registering a schema for {schema.topic!r}"):
+            return bool(await self._clients.script(_scripts.ADD_SCHEMA, keys, args))
 
     async def join(self, group: str, topic: str, claim_ttl: float) -> Member:
         """Become a member of ``group`` on ``topic``: see the package docstring.

@@ -26,7 +26,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 __all__ = [
+    "ADD_SCHEMA",
     "APPEND",
+    "BEGIN_BATCH",
     "CLAIM",
     "COMMIT",
     "FETCH",
@@ -95,6 +97,8 @@ CLAIM = load("claim")
 RELEASE = load("release")
 TAKE_OVER = load("take_over")
 LEAVE = load("leave")
+BEGIN_BATCH = load("begin_batch")
+ADD_SCHEMA = load("add_schema")
 
 #: Every script, by name.
 SCRIPTS: dict[str, Script] = {
@@ -111,6 +115,8 @@ SCRIPTS: dict[str, Script] = {
         RELEASE,
         TAKE_OVER,
         LEAVE,
+        BEGIN_BATCH,
+        ADD_SCHEMA,
     )
 }
 

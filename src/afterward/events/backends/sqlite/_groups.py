@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 from afterward.events._records import Done, StoredDeadLetter
 
 __all__ = [
+    "begin_batch",
     "claim",
     "commit",
+    "count_attempt",
     "dead_letter",
     "dead_letters",
     "delete_dead_letter",
@@ -157,6 +159,36 @@ def rewind(
     if forget:
         for table in ("afterward_processed", "afterward_versions"):
             conn.execute(f"DELETE FROM {table} WHERE grp = ? AND topic = ?", (group, topic))
+
+
+def begin_batch(
+    conn: sqlite3.Connection, group: str, topic: str, spans: Mapping[int, tuple[int, int]]
+) -> dict[int, int]:
+    """Record the batch's spans; return the ends of uncommitted earlier ones it repeats."""
+    redelivered: dict[int, int] = {}
+    for partition, (start, end) in spans.items():
+        earlier = conn.execute(
+            "SELECT start, stop FROM afterward_batches WHERE grp = ? AND topic = ? AND part = ?",
+            (group, topic, partition),
+        ).fetchone()
+        if earlier is not None and earlier[0] <= start < earlier[1]:
+            redelivered[partition] = earlier[1]
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO afterward_batches VALUES (?, ?, ?, ?, ?)",
+                (group, topic, partition, start, end),
+            )
+    return redelivered
+
+
+def count_attempt(conn: sqlite3.Connection, group: str, event_id: str) -> int:
+    """One more delivery of ``event_id`` to ``group``; the count so far."""
+    (count,) = conn.execute(
+        "INSERT INTO afterward_deliveries VALUES (?, ?, 1) "
+        "ON CONFLICT (grp, id) DO UPDATE SET n = n + 1 RETURNING n",
+        (group, event_id),
+    ).fetchone()
+    return int(count)
 
 
 def store_dead_letter(conn: sqlite3.Connection, letter: StoredDeadLetter) -> None:

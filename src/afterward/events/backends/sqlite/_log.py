@@ -117,6 +117,18 @@ class SQLiteLog(ConnectContext):
             write=True,
         )
 
+    async def begin_batch(
+        self, group: str, topic: str, spans: Mapping[int, tuple[int, int]]
+    ) -> dict[int, int]:
+        return await self.db.run(
+            _call(_groups.begin_batch, group=group, topic=topic, spans=spans), write=True
+        )
+
+    async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
+        return await self.db.run(
+            _call(_groups.count_attempt, group=group, event_id=event_id), write=True
+        )
+
     # -- dead letters -----------------------------------------------------------------
 
     async def add_dead_letter(self, letter: StoredDeadLetter) -> None:

@@ -36,4 +36,10 @@ CREATE TABLE IF NOT EXISTS afterward_attempts (
     cid TEXT NOT NULL, at REAL NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
     id TEXT NOT NULL, attempt INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
 CREATE INDEX IF NOT EXISTS afterward_attempts_cid ON afterward_attempts (cid, at);
+CREATE TABLE IF NOT EXISTS afterward_batches (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, start INTEGER NOT NULL,
+    stop INTEGER NOT NULL, PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_deliveries (
+    grp TEXT NOT NULL, id TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (grp, id)) WITHOUT ROWID;
 """
