@@ -131,7 +131,7 @@ def test_every_lua_file_is_a_loaded_script_or_an_included_library() -> None:
         .splitlines()
         if line.startswith("-- include: ")
     }
-    assert used == libraries == {"_record_done.lua"}
+    assert used == libraries == {"_record_done.lua", "_queue_lib.lua"}
 
 
 @pytest.mark.parametrize("script", list(_scripts.SCRIPTS.values()), ids=list(_scripts.SCRIPTS))

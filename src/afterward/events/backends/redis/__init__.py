@@ -16,6 +16,13 @@ buses and nothing outside the prefix is touched:
 - ``claim:<topic>:<group>``: the member consuming the group on the topic, with a TTL
   (the bus's ``claim_ttl``, see below).
 - ``dlq`` (sorted by failure time) and ``dlq:<id>``: dead letters.
+- The work queue (the ``queue`` job connection, :class:`RedisQueue`): ``job:<id>``, one
+  hash per job (payload, due, priority, tries, attempts, state, worker, error...; job
+  IDs are unique across queues); per queue the sorted sets ``jobs:<queue>:ready``
+  (members ``<rank>|<id>``, all scores 0: ``ZPOPMIN`` takes the highest priority, then
+  the earliest due, then the first enqueued, exactly for any int priority),
+  ``:delayed`` (by due time), ``:running`` (by lease deadline) and ``:failed`` (by
+  failure time); ``jobs:queues`` (the queue names) and ``jobs:seq`` (enqueue order).
 
 Consuming (:class:`~afterward.events._protocols.GroupLog`): a member of the group reads
 with ``XREADGROUP`` and acknowledges with ``XACK``. A stream delivers to a group's
@@ -42,13 +49,19 @@ acknowledged it). ``rewind`` (``replay``) moves the position and the consumer gr
 (``XGROUP SETID``) and acknowledges every pending entry, so the group really re-reads
 from there. The other writes (``register``, ``commit``, ``claim``...) are scripts too.
 
+The work queue's writes are one script each: a reservation moves the due delayed jobs
+and the expired leases (at most 1,000 of each per call) before it pops ready jobs, so a
+job delayed by an hour costs a reservation nothing. Leases and "is it due" use the
+server's clock (``TIME``), due times the dispatcher's (see ``_queue.py``).
+
 Needs Redis 7.0 or later (``XADD`` with ``0-*``). Scripts touch several keys, so on
 Redis Cluster put the whole bus in one hash slot with a braced prefix
 (``prefix={afterward}:``).
 
 The code: ``_log.py`` (:class:`RedisLog`), ``_member.py`` (a consumer group member),
 ``_client.py`` (the clients per event loop and error translation), ``_codec.py`` (keys and
-encodings, no I/O), ``_scripts.py`` and ``scripts/*.lua`` (the Lua).
+encodings, no I/O), ``_queue.py`` (:class:`RedisQueue`) and ``_queue_codec.py`` (its keys
+and encodings), ``_scripts.py`` and ``scripts/*.lua`` (the Lua).
 """
 
 from __future__ import annotations
@@ -57,14 +70,17 @@ from collections.abc import Callable
 
 from afterward.events._protocols import Backend, StateStore
 from afterward.events.backends.redis._log import RedisLog
+from afterward.events.backends.redis._queue import RedisQueue
 
-__all__ = ["RedisLog", "open_backend"]
+__all__ = ["RedisLog", "RedisQueue", "open_backend"]
 
 
 def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
-    """The backend of a ``redis://`` URL: the log is its own state store.
+    """The backend of a ``redis://`` URL: the log is its own state store, and the work
+    queue shares its clients.
 
     Raises:
         ConfigError: redis-py rejects the URL.
     """
-    return Backend.of(RedisLog(url))
+    log = RedisLog(url)
+    return Backend.of(log, jobs=RedisQueue(log.clients))

@@ -40,6 +40,7 @@ class RedisLog(ConnectContext):
     Attributes:
         url: the bus URL.
         prefix: the key prefix.
+        clients: its redis-py clients (the work queue shares them).
 
     Raises:
         ConfigError: redis-py rejects the URL.
@@ -49,7 +50,7 @@ class RedisLog(ConnectContext):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         self.url = url
-        self._clients = RedisClients(url)
+        self._clients = self.clients = RedisClients(url)
         self._keys = self._clients.keys
         self._errors = self._clients.errors
         self.prefix = self._keys.prefix

@@ -11,7 +11,9 @@ Sharing Lua between scripts: a script's leading lines ``-- include: <file>.lua``
 library files (named with a leading underscore, not scripts themselves) whose text is
 prepended to the script's body in place of those lines. ``commit.lua`` and
 ``member_commit.lua`` both start with ``-- include: _record_done.lua``, the one
-definition of ``record_done``. Includes are one level deep: a library includes nothing.
+definition of ``record_done``; every ``queue_*.lua`` includes ``_queue_lib.lua`` (the
+work queue's key layout and job moves). Includes are one level deep: a library includes
+nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ __all__ = [
     "LEAVE",
     "MEMBER_COMMIT",
     "PROCESSED",
+    "QUEUE_ACK",
+    "QUEUE_DELETE",
+    "QUEUE_DEPTH",
+    "QUEUE_ENQUEUE",
+    "QUEUE_EXTEND",
+    "QUEUE_FAIL",
+    "QUEUE_RELEASE",
+    "QUEUE_REQUEUE",
+    "QUEUE_RESERVE",
+    "QUEUE_RETRY",
     "REGISTER",
     "RELEASE",
     "REWIND",
@@ -100,6 +112,18 @@ LEAVE = load("leave")
 BEGIN_BATCH = load("begin_batch")
 ADD_SCHEMA = load("add_schema")
 
+# The work queue (``_queue.py``), each sharing ``_queue_lib.lua``.
+QUEUE_ACK = load("queue_ack")
+QUEUE_DELETE = load("queue_delete")
+QUEUE_DEPTH = load("queue_depth")
+QUEUE_ENQUEUE = load("queue_enqueue")
+QUEUE_EXTEND = load("queue_extend")
+QUEUE_FAIL = load("queue_fail")
+QUEUE_RELEASE = load("queue_release")
+QUEUE_REQUEUE = load("queue_requeue")
+QUEUE_RESERVE = load("queue_reserve")
+QUEUE_RETRY = load("queue_retry")
+
 #: Every script, by name.
 SCRIPTS: dict[str, Script] = {
     s.name: s
@@ -117,6 +141,16 @@ SCRIPTS: dict[str, Script] = {
         LEAVE,
         BEGIN_BATCH,
         ADD_SCHEMA,
+        QUEUE_ACK,
+        QUEUE_DELETE,
+        QUEUE_DEPTH,
+        QUEUE_ENQUEUE,
+        QUEUE_EXTEND,
+        QUEUE_FAIL,
+        QUEUE_RELEASE,
+        QUEUE_REQUEUE,
+        QUEUE_RESERVE,
+        QUEUE_RETRY,
     )
 }
 
