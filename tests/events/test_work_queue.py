@@ -10,7 +10,7 @@ import asyncio
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,8 +62,12 @@ def shared_bus(shared_url: str) -> Iterator[EventBus]:
 
 
 @pytest.fixture
-def any_bus(bus_url: str) -> Iterator[EventBus]:
-    yield from _dispatcher(bus_url)
+async def any_bus(bus_url: str) -> AsyncIterator[EventBus]:
+    # Closed on the test's loop: a worker run in the test made clients there (a network
+    # backend's sockets would outlive the loop otherwise).
+    for bus in _dispatcher(bus_url):
+        yield bus
+        await bus.aclose()
 
 
 def test_worker_processes_compete_for_one_queue(shared_bus: EventBus, db: str) -> None:
