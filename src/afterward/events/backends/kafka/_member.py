@@ -45,10 +45,14 @@ async def join(
     consumer.subscribe([settings.topic(topic)], listener=member)
     request_ms = settings.join_request_ms
     try:
-        async with errors(f"joining group {group!r}"):
-            # start() returns once the group assigned this member its partitions.
-            await asyncio.wait_for(start(consumer, None), 2 * request_ms / 1000)
-    except TimeoutError as exc:  # the builtin one: not an outage of the whole bus
+        # The deadline outside the error translation: a slow join is this group's
+        # problem, not an outage (TimeoutError is an OSError, which would count as one
+        # and close the loop's producer under its publishes).
+        async with asyncio.timeout(2 * request_ms / 1000):
+            async with errors(f"joining group {group!r}"):
+                # start() returns once the group assigned this member its partitions.
+                await start(consumer, None)
+    except TimeoutError as exc:
         raise BackendError(
             f"Kafka group {group!r} did not complete a join within {2 * request_ms} ms",
             backend="kafka",
