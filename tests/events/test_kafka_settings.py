@@ -64,6 +64,8 @@ def test_client_options_may_be_overridden() -> None:
         ("kafka://h:1?partitions=many", "partitions=many"),
         ("kafka://h:1?request_timeout_ms=1.5", "request_timeout_ms=1.5"),
         ("kafka://h:1?session_timeout_ms=soon", "session_timeout_ms=soon"),
+        ("kafka://h:1?partitions=0", "partitions must be at least 1"),
+        ("kafka://h:1?request_timeout_ms=-5", "request_timeout_ms must be at least 1"),
         ("kafka://h:1?unknown=1&other=2", "['other', 'unknown']"),
         ("kafka://h:1?store=kafka://h:2", "cannot be Kafka itself"),
         ("kafka://h:1?store=KAFKA://h:2", "cannot be Kafka itself"),

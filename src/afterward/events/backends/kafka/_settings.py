@@ -54,8 +54,8 @@ class KafkaSettings:
         """Parse and check a ``kafka://`` URL.
 
         Raises:
-            ConfigError: no host, an option that is not a number where one is needed,
-                an unknown option, or a state store on Kafka itself.
+            ConfigError: no host, an option that is not a positive whole number where
+                one is needed, an unknown option, or a state store on Kafka itself.
         """
         parts = urlsplit(url)
         if not parts.netloc:
@@ -74,6 +74,8 @@ class KafkaSettings:
                     raise ConfigError(
                         f"bad number in Kafka bus URL {url!r}: {name}={text}"
                     ) from exc
+                if given[name] < 1:
+                    raise ConfigError(f"{name} must be at least 1 in Kafka bus URL {url!r}")
         if options:
             raise ConfigError(f"unknown Kafka bus URL options {sorted(options)} in {url!r}")
         return cls(url, parts.netloc, store, **given)
