@@ -139,6 +139,16 @@ def running_tansu(log: Path | None = None) -> Iterator[TansuBroker]:
 
 
 _shared: TansuBroker | None = None
+_started: list[TansuBroker] = []
+
+
+@atexit.register
+def _stop_shared() -> None:
+    # Registered when this module is imported, before the Kafka backend registers the
+    # exit hook that closes the sync twins' clients: atexit runs the last registered
+    # first, so those clients close while their broker still runs.
+    for broker in _started:
+        broker.stop()
 
 
 def shared_broker() -> TansuBroker:
@@ -147,7 +157,7 @@ def shared_broker() -> TansuBroker:
     if _shared is None or not _shared.running:
         broker = TansuBroker()
         broker.start()
-        atexit.register(broker.stop)
+        _started.append(broker)
         _shared = broker
     return _shared
 
