@@ -101,12 +101,12 @@ async def test_replay_since_a_time(bus: EventBus) -> None:
 async def test_replay_since_does_not_assume_timestamps_ascend(url: str, tmp_path: Path) -> None:
     # Publishers on several threads (or a clock stepping back) append timestamps out of
     # order: ``since`` still picks the first offset at or after the time.
-    from afterward.events._records import AppendRecord
+    from tests.events.backends import record
 
     bus = EventBus(f"sqlite:///{tmp_path / 'bus.db'}" if url == "sqlite" else url)
     await bus.connect()
     await bus._core.backend.log.append(
-        [AppendRecord("t", None, f"e{ts}", float(ts), b"{}") for ts in (10, 30, 20, 40)]
+        [record("t", {}, id=f"e{ts}", at=float(ts)) for ts in (10, 30, 20, 40)]
     )
     since = datetime.fromtimestamp(25, UTC)
     assert await bus._core.backend.log.offsets_for_time("t", since) == {0: 1}

@@ -34,18 +34,10 @@ def test_the_fixture_works_in_sync_tests_too(afterward_bus: TestBus) -> None:
 
 
 async def test_published_keeps_publish_order_within_a_topic(afterward_bus: TestBus) -> None:
-    from dataclasses import replace
-
-    from afterward.events._envelope import encode_event
-    from afterward.events._records import AppendRecord
+    from tests.events.backends import record
 
     # Two threads publishing: the later append may carry the earlier timestamp.
-    first = Event(id="first", topic="t", data=1)
-    second = replace(first, id="second", data=2)
     await afterward_bus._core.backend.log.append(
-        [
-            AppendRecord("t", None, "first", 20.0, encode_event(first)),
-            AppendRecord("t", None, "second", 10.0, encode_event(second)),
-        ]
+        [record("t", 1, id="first", at=20.0), record("t", 2, id="second", at=10.0)]
     )
     assert [e.id for e in afterward_bus.published("t")] == ["first", "second"]

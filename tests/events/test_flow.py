@@ -15,7 +15,8 @@ import pytest
 
 from afterward import correlate
 from afterward.events import Attempt, Event, EventBus
-from afterward.events._protocols import Backend, EventLog, FlowLog
+from afterward.events._backend import Backend
+from afterward.events._protocols import EventLog, FlowLog
 from afterward.events.backends.memory import _log as memory_backend
 from tests.events.backends import memory, sqlite
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from afterward.events._envelope import Event, encode_event
-from afterward.events._protocols import Backend, EventLog, Log, StateStore
-from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter
+from afterward.events._backend import Backend
+from afterward.events._protocols import EventLog, Log, StateStore
+from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 from afterward.events.backends import open_backend
+from tests.events.backends import record
 
 
 @pytest.fixture
@@ -31,9 +32,7 @@ async def backend(bus_url: str) -> AsyncIterator[Backend]:
 
 
 def _record(topic: str, n: int, key: str | None = None, at: float | None = None) -> AppendRecord:
-    when = datetime.fromtimestamp(at, UTC) if at is not None else datetime.now(UTC)
-    event = Event(id=f"e{n}", topic=topic, data=n, key=key, occurred_at=when, correlation_id="c")
-    return AppendRecord(topic, key, event.id, when.timestamp(), encode_event(event), "c")
+    return record(topic, n, id=f"e{n}", key=key, at=at, cid="c")
 
 
 async def _read_all(log: Log, topic: str) -> list[int]:
@@ -125,11 +124,11 @@ async def test_claims_exclude_other_owners_until_released_or_expired(backend: Ba
 
 async def test_dead_letter_store(backend: Backend) -> None:
     state = backend.state
+    appended = _record("t", 1)
     letter = StoredDeadLetter(
         id="d1",
         group="g",
-        topic="t",
-        payload=_record("t", 1).payload,
+        record=StoredEvent("t", 0, 3, appended.value, appended.headers, "k", 5.0),
         error="ValueError: no",
         traceback="tb",
         attempts=4,
@@ -139,7 +138,7 @@ async def test_dead_letter_store(backend: Backend) -> None:
     assert [d.id for d in await state.dead_letters("g")] == ["d1"]
     assert await state.dead_letters("other") == []
     stored = await state.dead_letter("d1")
-    assert stored is not None and stored.payload == letter.payload and stored.attempts == 4
+    assert stored is not None and stored.record == letter.record and stored.attempts == 4
     await state.update_dead_letter(replace(letter, error="ValueError: again", attempts=5))
     again = await state.dead_letter("d1")
     assert again is not None and (again.attempts, again.error) == (5, "ValueError: again")

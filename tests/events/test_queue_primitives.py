@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from afterward.events._protocols import FailedJobStore, WorkQueue
 from afterward.events._records import QueuedJob, Reservation, StoredFailedJob
+from afterward.events._work_queue import FailedJobStore, WorkQueue
 from afterward.events.backends import open_backend
 
 

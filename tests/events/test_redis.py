@@ -18,8 +18,9 @@ import afterward
 from afterward import BackendUnavailable, ConfigError
 from afterward.events import Event, EventBus
 from afterward.events._protocols import GroupLog
-from afterward.events._records import AppendRecord, Done
+from afterward.events._records import Done
 from afterward.events.backends.redis import RedisLog, _scripts
+from tests.events.backends import record
 from tests.events.distributed import REDIS, redis_bus_url
 from tests.support import require_service
 
@@ -70,7 +71,19 @@ async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path, raw:
     assert keys == [prefix + name for name in names]
     assert await raw.type(f"{prefix}stream:orders") == b"stream"
     [(entry_id, fields)] = await raw.xrange(f"{prefix}stream:orders")
-    assert entry_id == b"0-1" and set(fields) == {b"id", b"ts", b"payload"}
+    assert entry_id == b"0-1"  # CloudEvents attributes as fields, the value in "data"
+    assert set(fields) == {
+        b"ce_specversion",
+        b"ce_id",
+        b"ce_type",
+        b"ce_source",
+        b"ce_time",
+        b"content-type",
+        b"ce_correlationid",
+        b"key",
+        b"data",
+    }
+    assert fields[b"data"] == b'{"n":1}' and fields[b"key"] == b"k"
 
 
 async def test_a_group_is_a_stream_consumer_group_with_every_entry_acked(
@@ -183,13 +196,11 @@ async def test_replay_moves_the_consumer_group_and_drops_the_batch_in_flight(
 async def test_an_append_across_topics_numbers_each_stream_densely(tmp_path: Path) -> None:
     async with RedisLog(redis_bus_url(tmp_path)) as log:
         assert await log.end_offsets("a") == {}
-        await log.append([AppendRecord("a", None, "e1", 1.0, b"1")])
-        await log.append(
-            [AppendRecord(t, None, f"e{n}", 1.0, str(n).encode()) for n, t in enumerate("aba", 2)]
-        )
+        await log.append([record("a", 1, id="e1")])
+        await log.append([record(t, n, id=f"e{n}") for n, t in enumerate("aba", 2)])
         assert await log.end_offsets("a") == {0: 3}
         assert await log.end_offsets("b") == {0: 1}
-        assert [(e.offset, e.payload) for e in await log.read("a", {0: 1}, 10)] == [
+        assert [(e.offset, e.value) for e in await log.read("a", {0: 1}, 10)] == [
             (1, b"2"),
             (2, b"4"),
         ]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from afterward.events._records import AppendRecord, Done, StoredDeadLetter
+from afterward.events._records import Done, StoredDeadLetter, StoredEvent
 from afterward.events.backends.redis import _codec, _scripts
+from tests.events.backends import record
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -57,12 +58,17 @@ def test_stream_ids_are_dense_offsets_plus_one(offset: int) -> None:
 
 
 def test_an_entry_and_the_event_read_back() -> None:
-    record = AppendRecord("t", "k", "e1", 1712345678.123456789, b"{}")
-    fields = _codec.entry_fields(record)
-    assert fields == {"id": "e1", "ts": repr(record.timestamp), "payload": b"{}"}
-    assert float(fields["ts"]) == record.timestamp  # repr: exact
-    event = _codec.event("t", b"0-3", b"{}")
-    assert (event.topic, event.partition, event.offset, event.payload) == ("t", 0, 2, b"{}")
+    appended = record("t", {}, id="e1", key="k", at=1712345678.123456)
+    fields = _codec.entry_fields(appended)
+    assert [name for name, _ in fields][-2:] == ["key", "data"]
+    assert dict(fields)["ce_id"] == b"e1" and dict(fields)["data"] == b"{}"
+    flat = [part for name, value in fields for part in (name.encode(), value)]
+    stored = _codec.event("t", b"0-3", flat)
+    assert (stored.topic, stored.partition, stored.offset, stored.value) == ("t", 0, 2, b"{}")
+    assert stored.key == "k" and dict(stored.headers)["ce_id"] == b"e1"
+    assert (
+        _codec.time_of(dict(flat[i : i + 2] for i in range(0, len(flat), 2))) == appended.timestamp
+    )
 
 
 def test_done_items_become_one_json_argument() -> None:
@@ -98,8 +104,7 @@ def test_a_dead_letter_survives_its_hash() -> None:
     letter = StoredDeadLetter(
         id="d1",
         group="g",
-        topic="t",
-        payload=b'{"n": 1}',
+        record=StoredEvent("t", 0, 7, b'{"n": 1}', ((("ce_id", b"e1"),)), "k", 12.5),
         error="ValueError: no",
         traceback="Traceback...",
         attempts=3,

@@ -3,7 +3,7 @@ flows: the :class:`Operating` methods of :class:`~afterward.EventBus`."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 from dataclasses import replace
 from datetime import datetime
 
@@ -11,10 +11,11 @@ from afterward._exceptions import ConfigError, NotFoundError
 from afterward._stats import incr
 from afterward.events._batch import attempt_of, error_text, run_handler
 from afterward.events._core import BusCore
-from afterward.events._envelope import DeadLetter, Event, decode_event, validate_topic
+from afterward.events._envelope import DeadLetter, Event, validate_topic
 from afterward.events._lag import LagCallback, LagWatch
-from afterward.events._records import AppendRecord, Attempt, Done
+from afterward.events._records import Attempt, Done, StoredDeadLetter
 from afterward.events._subscription import check_group
+from afterward.events._wire import UndecodableRecord, decode_stored, record_of
 
 __all__ = ["Operating", "discard_dead_letter"]
 
@@ -25,19 +26,19 @@ def _check_id(value: object, what: str = "dead letter ID") -> str:
     return value
 
 
-def _key_of(payload: bytes) -> str | None:
-    key: str | None = json.loads(payload)["key"]
-    return key
-
-
-def _id_of(payload: bytes) -> str:
-    event_id: str = json.loads(payload)["id"]
-    return event_id
-
-
-def _correlation_of(payload: bytes) -> str | None:
-    cid: str | None = json.loads(payload)["correlation_id"]
-    return cid
+def _event_of(letter: StoredDeadLetter) -> Event:
+    """The letter's event, or a stand-in holding the record's text when it cannot be read
+    (its ID where the record sat)."""
+    record = letter.record
+    try:
+        return decode_stored(record, attempt=letter.attempts)
+    except UndecodableRecord:
+        return Event(
+            id=f"{record.topic}:{record.partition}:{record.offset}",
+            topic=record.topic,
+            data=record.value.decode(errors="replace"),
+            attempt=letter.attempts,
+        )
 
 
 async def discard_dead_letter(core: BusCore, dead_letter_id: str) -> None:
@@ -150,7 +151,7 @@ class Operating:
         return [
             DeadLetter(
                 id=d.id,
-                event=decode_event(d.payload, attempt=d.attempts),
+                event=_event_of(d),
                 group=d.group,
                 error=d.error,
                 traceback=d.traceback,
@@ -189,24 +190,18 @@ class Operating:
         if stored is None:
             raise NotFoundError(f"no dead letter with ID {dead_letter_id!r}")
         sub = core.subs.get((stored.group, stored.topic))
+        try:
+            event = decode_stored(stored.record, raw=sub is not None and sub.raw)
+        except UndecodableRecord as exc:
+            # The same bytes cannot be read now either: the letter stays.
+            await state.update_dead_letter(replace(stored, error=f"UndecodableRecord: {exc}"))
+            return False
         if sub is None:
             # No handler here (the CLI, the dashboard): hand the event back to the log
             # with the same ID. Groups that processed it skip it; its group runs it.
-            await core.backend.log.append(
-                [
-                    AppendRecord(
-                        stored.topic,
-                        _key_of(stored.payload),
-                        _id_of(stored.payload),
-                        stored.failed_at.timestamp(),
-                        stored.payload,
-                        _correlation_of(stored.payload),
-                    )
-                ]
-            )
+            await core.backend.log.append([record_of(event, core.settings.source)])
             await discard_dead_letter(core, dead_letter_id)
             return True
-        event = decode_event(stored.payload)
         if await state.processed(stored.group, [event.id]):
             # The group ran it successfully meanwhile (the producer published the same
             # ID again, or the letter was handed back): never a second successful run.
@@ -259,7 +254,11 @@ class Operating:
         flow = self._core.backend.flow
         if flow is None:
             return []
-        return [decode_event(s.payload) for s in await flow.events_for(correlation_id, limit)]
+        found = []
+        for stored in await flow.events_for(correlation_id, limit):
+            with contextlib.suppress(UndecodableRecord):  # a flow shows what it can read
+                found.append(decode_stored(stored))
+        return found
 
     def events_for(self, correlation_id: str, limit: int = 1000) -> list[Event]:
         """The stored events with that correlation ID (up to ``limit``), oldest first.

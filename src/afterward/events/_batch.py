@@ -26,10 +26,12 @@ from typing import cast
 
 from afterward._stats import incr
 from afterward.defer import DeferScope
-from afterward.events._envelope import Event, decode_event
-from afterward.events._protocols import Backend, Member
+from afterward.events._backend import Backend
+from afterward.events._envelope import Event
+from afterward.events._protocols import Member
 from afterward.events._records import Attempt, Done, StoredDeadLetter, StoredEvent
 from afterward.events._subscription import Subscription
+from afterward.events._wire import UndecodableRecord, decode_stored, self_describing
 
 __all__ = [
     "add_dead_letter",
@@ -141,8 +143,10 @@ class _Batch:
         processed: set[str],
         history: bool,
         redelivered: dict[int, int],
+        source: str,
     ) -> None:
         self.backend = backend
+        self.source = source
         self.sub = sub
         self.seen = processed
         #: Per partition, the end of a batch being delivered again (a consumer died in
@@ -208,8 +212,7 @@ class _Batch:
             StoredDeadLetter(
                 id=str(uuid.uuid4()),
                 group=self.sub.group,
-                topic=self.sub.topic,
-                payload=stored.payload,
+                record=self_describing(stored, self.source),
                 error=error,
                 traceback=tb,
                 attempts=attempts,
@@ -228,6 +231,29 @@ async def add_dead_letter(backend: Backend, letter: StoredDeadLetter) -> None:
         await backend.mirror.mirror_dead_letter(letter, removed=False)
 
 
+def _spans(stored: Sequence[StoredEvent]) -> dict[int, tuple[int, int]]:
+    """Per partition, the offsets ``[start, end)`` the batch covers."""
+    spans: dict[int, tuple[int, int]] = {}
+    for s in stored:
+        start, end = spans.get(s.partition, (s.offset, s.offset + 1))
+        spans[s.partition] = (min(start, s.offset), max(end, s.offset + 1))
+    return spans
+
+
+def _decode(
+    stored: Sequence[StoredEvent], raw: bool
+) -> tuple[list[tuple[StoredEvent, Event]], list[tuple[StoredEvent, UndecodableRecord]]]:
+    """The batch's events, and the records that cannot be read (poison)."""
+    events: list[tuple[StoredEvent, Event]] = []
+    poison: list[tuple[StoredEvent, UndecodableRecord]] = []
+    for record in stored:
+        try:
+            events.append((record, decode_stored(record, raw=raw)))
+        except UndecodableRecord as exc:
+            poison.append((record, exc))
+    return events, poison
+
+
 async def process_batch(
     backend: Backend,
     sub: Subscription,
@@ -235,21 +261,24 @@ async def process_batch(
     *,
     history: bool = True,
     member: Member | None = None,
+    source: str = "afterward",
 ) -> dict[int, int]:
     """Handle ``stored`` for ``sub`` and commit; return the new positions.
 
     With ``history`` and a backend that keeps flows, also record the batch's attempts.
-    With ``member`` (a backend with consumer groups), commit through it.
+    With ``member`` (a backend with consumer groups), commit through it. ``source`` is
+    the bus's ``ce_source``, for dead letters of records a backend decoded itself.
     """
     state = backend.state
-    spans: dict[int, tuple[int, int]] = {}
-    for s in stored:
-        start, end = spans.get(s.partition, (s.offset, s.offset + 1))
-        spans[s.partition] = (min(start, s.offset), max(end, s.offset + 1))
-    redelivered = await state.begin_batch(sub.group, sub.topic, spans)
-    events = [(s, decode_event(s.payload)) for s in stored]
+    redelivered = await state.begin_batch(sub.group, sub.topic, _spans(stored))
+    events, poison = _decode(stored, sub.raw)
     processed = await state.processed(sub.group, list({e.id for _, e in events}))
-    batch = _Batch(backend, sub, processed, history, redelivered)
+    batch = _Batch(backend, sub, processed, history, redelivered, source)
+    for record, why in poison:
+        # Retrying cannot change the bytes: a record that cannot be read is a dead letter
+        # at once, and the group moves on past it.
+        stand_in = Event(f"{record.topic}:{record.partition}:{record.offset}", record.topic, None)
+        await batch.dead_letter(record, stand_in, f"UndecodableRecord: {why}", "", 0)
     keys = list({e.key for _, e in events if e.key is not None and e.version is not None})
     if keys:
         batch.versions = await state.key_versions(sub.group, sub.topic, keys)

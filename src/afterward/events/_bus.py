@@ -11,7 +11,9 @@ retries, dead letters), :mod:`._admin` (lag, replay, dead letters, flows) and
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from afterward._exceptions import ConfigError
 from afterward.events._admin import Operating
@@ -37,6 +39,13 @@ from afterward.events.backends import open_backend
 __all__ = ["DEFAULT_URL", "EventBus", "subscribe_worker"]
 
 DEFAULT_URL = "sqlite:///afterward.db"
+
+
+def default_source() -> str:
+    """The program's name: the stem of ``sys.argv[0]`` (``gunicorn``, ``manage``,
+    ``shop``), else ``python``."""
+    program = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else ""
+    return program if program and program not in ("-c", "-m") else "python"
 
 
 def _check_settings(**settings: object) -> None:
@@ -74,6 +83,8 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
         keep_history: record every group's attempts for :meth:`history` (on backends
             that keep them); ``False`` saves that write, a quarter to a third of the
             SQLite consumer's throughput.
+        source: the CloudEvents ``ce_source`` of the events this bus publishes (the app
+            or service name); default the program's name (``sys.argv[0]``'s stem).
     """
 
     def __init__(
@@ -86,7 +97,12 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
         claim_ttl: float = 30.0,
         outbox: bool = True,
         keep_history: bool = True,
+        source: str | None = None,
     ) -> None:
+        if source is None:
+            source = default_source()
+        elif not isinstance(source, str) or not source or len(source) > 200:
+            raise ConfigError(f"source must be a non-empty str of <= 200 chars, got {source!r}")
         _check_settings(
             max_event_bytes=max_event_bytes,
             batch_size=batch_size,
@@ -97,7 +113,7 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
             raise ConfigError(f"a bus URL must be a str, got {url!r}")
         self.url = url or os.environ.get("AFTERWARD_BUS") or DEFAULT_URL
         settings = BusSettings(
-            max_event_bytes, batch_size, poll_interval, claim_ttl, outbox, keep_history
+            max_event_bytes, batch_size, poll_interval, claim_ttl, outbox, keep_history, source
         )
         self._core = BusCore(self.url, open_backend(self.url), settings)
 

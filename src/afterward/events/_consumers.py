@@ -22,13 +22,14 @@ from afterward._exceptions import ConfigError
 from afterward._stats import incr
 from afterward.events._batch import process_batch, unwrap
 from afterward.events._core import BusCore, WorkerSpec
-from afterward.events._envelope import Event, decode_event, validate_topic
+from afterward.events._envelope import Event, validate_topic
 from afterward.events._job_wire import worker_group
 from afterward.events._lease import Lease
 from afterward.events._protocols import GroupLog
 from afterward.events._publish import relay_outboxes
 from afterward.events._queue import queue_of
 from afterward.events._subscription import Handler, Subscription
+from afterward.events._wire import UndecodableRecord, decode_stored
 from afterward.events._worker import Worker
 
 __all__ = ["Consuming", "run"]
@@ -61,7 +62,13 @@ async def _consume_once(core: BusCore, sub: Subscription, lease: Lease) -> int:
     # A batch may outlast the claim (slow handlers, retries): renew it meanwhile.
     renewal = asyncio.create_task(lease.keep())
     try:
-        moved = await process_batch(core.backend, sub, stored, history=core.settings.keep_history)
+        moved = await process_batch(
+            core.backend,
+            sub,
+            stored,
+            history=core.settings.keep_history,
+            source=core.settings.source,
+        )
     finally:
         renewal.cancel()
     if core.watches:
@@ -94,7 +101,12 @@ async def _member_loop(
                 continue
             worked = True
             await process_batch(
-                core.backend, sub, stored, history=settings.keep_history, member=member
+                core.backend,
+                sub,
+                stored,
+                history=settings.keep_history,
+                member=member,
+                source=settings.source,
             )
             if core.watches:
                 # Other members move other partitions: read the group's positions.
@@ -286,6 +298,7 @@ class Consuming:
         concurrency: int = 1,
         start: Literal["earliest", "latest"] = "earliest",
         inbox: Any = None,
+        raw: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function as ``group``'s handler for ``topic``.
 
@@ -299,6 +312,8 @@ class Consuming:
             start: where a group new to the topic starts: ``"earliest"`` or ``"latest"``.
             inbox: a SQLAlchemy engine or sessionmaker: run the handler in a transaction
                 there (``event.session``), recording the event ID in it.
+            raw: hand the handler ``event.data`` as the record's bytes, undecoded (for
+                records that are not JSON: protobuf, Avro, text).
 
         Raises:
             ConfigError: a bad option, or ``group`` already has a handler for ``topic``.
@@ -311,6 +326,7 @@ class Consuming:
             concurrency=concurrency,
             start=start,
             inbox=inbox,
+            raw=raw,
         )
         subs = self._core.subs
         if (group, topic) in subs:
@@ -364,6 +380,9 @@ class Consuming:
                 for stored in await log.read(topic, positions[topic], core.settings.batch_size):
                     found = True
                     positions[topic][stored.partition] = stored.offset + 1
-                    yield decode_event(stored.payload)
+                    try:
+                        yield decode_stored(stored)
+                    except UndecodableRecord as exc:
+                        logger.warning("tail: skipped an undecodable record of %r: %s", topic, exc)
             if not found:
                 await asyncio.sleep(core.settings.poll_interval)

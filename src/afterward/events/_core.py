@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 from afterward._exceptions import ConfigError
 from afterward._loop import run_sync
 from afterward._stats import incr
+from afterward.events._backend import Backend
 from afterward.events._job_wire import is_job_record, queued_attempt, queued_job
 from afterward.events._lag import LagWatch
 from afterward.events._outbox import write_to_outbox_async
 from afterward.events._outbox_store import OutboxStore
-from afterward.events._protocols import Backend
 from afterward.events._records import AppendRecord, QueuedJob
 from afterward.events._schema import SchemaRegistry
 from afterward.events._subscription import Subscription
@@ -43,6 +43,8 @@ class BusSettings:
     claim_ttl: float
     outbox: bool
     keep_history: bool
+    #: ``ce_source`` of the events this bus writes.
+    source: str = "afterward"
 
 
 @dataclass(frozen=True, slots=True)

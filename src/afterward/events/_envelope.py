@@ -1,17 +1,11 @@
-"""The event envelope: :class:`Event`, :class:`DeadLetter` and their JSON encoding.
+"""What a handler sees: :class:`Event` and :class:`DeadLetter`, and topic names.
 
-On the wire an event is one compact JSON object::
-
-    {"id": "...", "topic": "order.completed", "key": "order-7", "version": 2,
-     "data": {...}, "correlation_id": "...", "occurred_at": "2026-01-01T00:00:00+00:00",
-     "headers": {}}
-
+How an event travels (CloudEvents headers and a JSON value) is :mod:`._wire`'s.
 ``attempt`` is not stored: it is the delivery attempt of the handler run that sees it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,17 +18,12 @@ __all__ = [
     "TOPIC_PATTERN",
     "DeadLetter",
     "Event",
-    "decode_event",
-    "encode_event",
     "validate_topic",
 ]
 
 #: Default cap on an encoded event (the envelope included): 1 MiB.
 MAX_EVENT_BYTES = 1024 * 1024
 TOPIC_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_decoder = json.JSONDecoder()
 
 
 @dataclass(slots=True)
@@ -46,7 +35,7 @@ class Event:
         topic: the topic it was published to.
         key: the partition key (same key, same order), or ``None``.
         version: the producer's version number for the key, or ``None``.
-        data: the JSON payload.
+        data: the JSON payload (the record's bytes for a ``raw=True`` subscription).
         correlation_id: the ID of the request (or job, or event) that published it.
         occurred_at: when it was published (aware, UTC).
         attempt: the delivery attempt of this handler run, from 1.
@@ -98,48 +87,3 @@ def validate_topic(topic: object) -> str:
             topic=topic if isinstance(topic, str) else None,
         )
     return topic
-
-
-def encode_event(event: Event) -> bytes:
-    """Encode ``event`` as compact UTF-8 JSON.
-
-    Raises:
-        PublishError: the data or headers are not JSON-serializable (a lone surrogate
-            in a string included: it has no UTF-8 encoding).
-    """
-    try:
-        text = _encoder.encode(
-            {
-                "id": event.id,
-                "topic": event.topic,
-                "key": event.key,
-                "version": event.version,
-                "data": event.data,
-                "correlation_id": event.correlation_id,
-                "occurred_at": event.occurred_at.isoformat(),
-                "headers": event.headers,
-            }
-        ).encode()
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) too
-        raise PublishError(
-            f"event data for topic {event.topic!r} is not JSON-serializable: {exc}",
-            topic=event.topic,
-        ) from exc
-    return text
-
-
-def decode_event(payload: bytes, attempt: int = 1) -> Event:
-    """Decode an envelope written by :func:`encode_event`."""
-    # The payload is UTF-8 (encode_event wrote it): skip json.loads' encoding sniffing.
-    raw = _decoder.decode(str(payload, "utf-8"))
-    return Event(
-        id=raw["id"],
-        topic=raw["topic"],
-        key=raw["key"],
-        version=raw["version"],
-        data=raw["data"],
-        correlation_id=raw["correlation_id"],
-        occurred_at=datetime.fromisoformat(raw["occurred_at"]),
-        attempt=attempt,
-        headers=raw["headers"],
-    )

@@ -14,8 +14,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from afterward._exceptions import DispatchError
-from afterward.events._envelope import Event, decode_event, encode_event
+from afterward.events._envelope import Event
 from afterward.events._records import AppendRecord, Attempt, QueuedJob
+from afterward.events._wire import record_of
 from afterward.jobs import JobPayload
 
 __all__ = [
@@ -72,14 +73,7 @@ def job_record(payload: JobPayload, queue: str) -> AppendRecord:
         correlation_id=payload.correlation_id,
         occurred_at=datetime.now(UTC),
     )
-    return AppendRecord(
-        event.topic,
-        None,
-        event.id,
-        event.occurred_at.timestamp(),
-        encode_event(event),
-        event.correlation_id,
-    )
+    return record_of(event, "afterward")
 
 
 def job_attempt(
@@ -121,9 +115,8 @@ def payload_of(data: bytes) -> JobPayload:
 def queued_job(record: AppendRecord) -> QueuedJob:
     """The work-queue job a :func:`job_record` carries (due at its ``available_at``, or
     now)."""
-    event = decode_event(record.payload)
     try:
-        payload = JobPayload(**event.data)
+        payload = JobPayload(**record.event.data)
     except TypeError as exc:
         raise DispatchError(f"not a job payload on {record.topic!r}: {exc}") from exc
     return QueuedJob(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from afterward.events._records import AppendRecord
+from afterward.events._wire import decode, pack_headers, unpack_headers
 
 __all__ = ["OutboxOwner", "OutboxStore", "outbox_records", "outbox_rows"]
 
@@ -47,7 +48,8 @@ class OutboxStore:
 
 
 def outbox_rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any]]:
-    """The outbox rows of ``records`` (columns: bus, topic, key, event_id, ts, payload)."""
+    """The outbox rows of ``records`` (columns: bus, topic, key, event_id, ts, payload;
+    ``payload`` holds the record's value and headers as JSON text)."""
     return [
         {
             "bus": bus_url,
@@ -55,7 +57,7 @@ def outbox_rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any
             "key": r.key,
             "event_id": r.event_id,
             "ts": r.timestamp,
-            "payload": r.payload.decode(),
+            "payload": json.dumps({"value": r.value.decode(), "headers": pack_headers(r.headers)}),
         }
         for r in records
     ]
@@ -63,9 +65,10 @@ def outbox_rows(bus_url: str, records: list[AppendRecord]) -> list[dict[str, Any
 
 def outbox_records(rows: Sequence[Any]) -> list[AppendRecord]:
     """The records of claimed rows (id, topic, key, event_id, ts, payload), in id order."""
-    return [
-        AppendRecord(
-            topic, key, event_id, ts, payload.encode(), json.loads(payload)["correlation_id"]
-        )
-        for _, topic, key, event_id, ts, payload in sorted(rows)
-    ]
+    records = []
+    for _, topic, key, _event_id, ts, payload in sorted(rows):
+        fields = json.loads(payload)
+        value, headers = fields["value"].encode(), unpack_headers(fields["headers"])
+        event = decode(topic, 0, 0, value, headers, key, ts)
+        records.append(AppendRecord(event, value, headers))
+    return records

@@ -10,15 +10,15 @@ A backend supplies primitives, grouped by capability:
   :class:`DeadLetterStore`: the dead letters. :class:`StateStore` is the three.
 - :class:`EventLog` is a log that is also its own state store (memory, SQLite, Redis).
 - :class:`SchemaStore`: the shared schema registry, in the state store.
-- :class:`WorkQueue` and :class:`FailedJobStore`: the durable ``queue`` job
-  connection, a work queue with competing workers, per-job leases and due times.
+- The work queue's (:mod:`._work_queue`): the durable ``queue`` job connection,
+  with competing workers, per-job leases and due times.
 - Optional: :class:`FlowLog` (events and attempts by correlation ID),
   :class:`GroupLog` (the broker hands a group's work out to :class:`Member` s),
   :class:`DeadLetterMirror` (a log that copies dead letters somewhere of its own).
 
-:class:`Backend` is what a bus URL opens: a log and the state store beside it (the same
-object except on Kafka, whose state lives in another backend), with the optional
-capabilities looked up once. The in-memory backend
+:class:`~afterward.events._backend.Backend` is what a bus URL opens: a log and the
+state store beside it (the same object except on Kafka, whose state lives in another
+backend), with the optional capabilities looked up once. The in-memory backend
 (:mod:`afterward.events.backends.memory`) is the reference implementation; the
 conformance suite (``tests/events/test_conformance.py``) and the primitive tests
 (``tests/events/test_primitives.py``) run against every backend.
@@ -51,24 +51,18 @@ from afterward.events._records import (
     AppendRecord,
     Attempt,
     Done,
-    QueueDepth,
-    QueuedJob,
-    Reservation,
     StoredDeadLetter,
     StoredEvent,
-    StoredFailedJob,
     StoredSchema,
 )
 
 __all__ = [
-    "Backend",
     "Claims",
     "ConnectContext",
     "Connectable",
     "DeadLetterMirror",
     "DeadLetterStore",
     "EventLog",
-    "FailedJobStore",
     "FlowLog",
     "GroupLog",
     "GroupState",
@@ -76,7 +70,6 @@ __all__ = [
     "Member",
     "SchemaStore",
     "StateStore",
-    "WorkQueue",
 ]
 
 
@@ -330,72 +323,6 @@ class DeadLetterMirror(Protocol):
 
 
 @runtime_checkable
-class WorkQueue(Connectable, Protocol):
-    """Jobs waiting, due later, or leased to a worker: the ``queue`` job connection.
-
-    A job is *delayed* until its ``due`` time, then *ready*; :meth:`reserve` leases
-    ready jobs to one worker (highest ``priority`` first, then earliest due, then in
-    enqueue order) and counts the attempt then, before the job runs. The worker renews
-    its leases (:meth:`extend`) and ends each job with :meth:`ack`, :meth:`retry` or
-    :meth:`fail`, or hands it back (:meth:`release`). A lease that runs out (a worker
-    that died) makes the job ready again, or failed when that delivery used its last try.
-    Every write is atomic and safe with any number of workers in any number of
-    processes (and machines, for a server backend).
-    """
-
-    async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
-        """Add ``jobs`` (all or none); a job whose ID its queue holds already (waiting,
-        running or failed) is left as it is."""
-
-    async def reserve(self, queue: str, worker: str, limit: int, lease: float) -> list[Reservation]:
-        """Lease up to ``limit`` ready jobs of ``queue`` to ``worker`` for ``lease``
-        seconds, counting their attempt; jobs whose lease expired count as ready first
-        (or move to the failed store if that was their last try: their worker died)."""
-
-    async def extend(
-        self, queue: str, worker: str, job_ids: Sequence[str], lease: float
-    ) -> set[str]:
-        """Renew ``worker``'s leases on ``job_ids`` for ``lease`` seconds; return the
-        IDs it still holds (a lease that ran out may have gone to another worker)."""
-
-    async def ack(self, queue: str, worker: str, job_id: str) -> bool:
-        """The job succeeded: remove it. False when ``worker`` no longer held it."""
-
-    async def retry(self, queue: str, worker: str, job_id: str, due: float, payload: bytes) -> bool:
-        """The attempt failed with tries left: store ``payload`` (the next attempt's)
-        and make the job due at ``due``. False when ``worker`` no longer held it."""
-
-    async def fail(self, queue: str, worker: str, failed: StoredFailedJob) -> bool:
-        """The last try failed: move the job to the failed store. False when ``worker``
-        no longer held it."""
-
-    async def release(self, queue: str, worker: str, job_ids: Sequence[str]) -> None:
-        """Hand jobs back at once (a worker stopping): ready again, their attempt not
-        counted."""
-
-    async def depth(self, queue: str | None) -> dict[str, QueueDepth]:
-        """Jobs per state, of ``queue`` or of every queue that has any."""
-
-
-@runtime_checkable
-class FailedJobStore(Protocol):
-    """Jobs that used up their tries: listed, retried (requeued) or discarded."""
-
-    async def failed_jobs(self, queue: str | None) -> list[StoredFailedJob]:
-        """Every failed job (of ``queue`` when given), oldest first."""
-
-    async def failed_job(self, job_id: str) -> StoredFailedJob | None:
-        """The failed job with that ID, or ``None``."""
-
-    async def requeue_failed_job(self, job_id: str, job: QueuedJob) -> bool:
-        """Atomically replace the failed job ``job_id`` by ``job`` (ready, no attempts
-        counted). False when there was no such failed job."""
-
-    async def delete_failed_job(self, job_id: str) -> bool:
-        """Delete the failed job; false when there was none."""
-
-
-@runtime_checkable
 class SchemaStore(Protocol):
     """The schema registry: versions of each topic's schema, shared by every process."""
 
@@ -406,82 +333,3 @@ class SchemaStore(Protocol):
     async def add_schema(self, schema: StoredSchema) -> bool:
         """Store ``schema`` if its version is the next one of its topic (the latest plus
         one, or 1): false, and nothing stored, when another process got there first."""
-
-
-class Backend(ConnectContext):
-    """What a bus URL opens: a log, the state store beside it, and their capabilities.
-
-    Args:
-        log: the events.
-        state: positions, processed IDs, versions, claims and dead letters, kept apart
-            from the log (use :meth:`of` for a backend that holds everything).
-
-    Attributes:
-        log: the log.
-        state: the state store.
-        separate: whether the state store is another backend than the log.
-        scheme: the log's URL scheme.
-        flow: the log when it is a :class:`FlowLog`, else ``None``.
-        groups: the log when it is a :class:`GroupLog`, else ``None``.
-        mirror: the log when it is a :class:`DeadLetterMirror`, else ``None``.
-        queue: the work queue (``jobs``, else the log or the state store when it is
-            one), or ``None``.
-        failed: the failed-jobs store beside it, or ``None``.
-        schemas: the state store when it keeps the schema registry, else ``None``.
-    """
-
-    def __init__(
-        self,
-        log: Log,
-        state: StateStore,
-        *,
-        separate: bool = True,
-        jobs: WorkQueue | None = None,
-    ) -> None:
-        # ``jobs``: a work queue that is neither the log nor the state store.
-        self.log = log
-        self.state = state
-        self.separate = separate
-        self.scheme = log.scheme
-        # Looked up once: isinstance on a runtime-checkable protocol is not free.
-        self.flow: FlowLog | None = log if isinstance(log, FlowLog) else None
-        self.groups: GroupLog | None = log if isinstance(log, GroupLog) else None
-        self.mirror: DeadLetterMirror | None = log if isinstance(log, DeadLetterMirror) else None
-        # A queue given apart from the log and the state store is connected with them.
-        self._own_queue = jobs
-        if jobs is None and isinstance(log, WorkQueue):
-            jobs = log
-        elif jobs is None and isinstance(state, WorkQueue):
-            jobs = state
-        self.queue: WorkQueue | None = jobs
-        self.schemas: SchemaStore | None = state if isinstance(state, SchemaStore) else None
-        self.failed: FailedJobStore | None = None
-        for candidate in (jobs, state):
-            holder: object = candidate
-            if isinstance(holder, FailedJobStore):
-                self.failed = holder
-                break
-
-    @classmethod
-    def of(cls, log: EventLog, *, jobs: WorkQueue | None = None) -> Backend:
-        """A backend whose log is its own state store (and ``jobs`` its work queue)."""
-        return cls(log, log, separate=False, jobs=jobs)
-
-    def __repr__(self) -> str:
-        return f"<Backend {self.scheme} log={self.log!r} state={self.state!r}>"
-
-    async def connect(self) -> None:
-        """Connect the state store, then the log."""
-        if self.separate:
-            await self.state.connect()
-        await self.log.connect()
-        if self._own_queue is not None:
-            await self._own_queue.connect()
-
-    async def aclose(self) -> None:
-        """Close the work queue, the log, then the state store."""
-        if self._own_queue is not None:
-            await self._own_queue.aclose()
-        await self.log.aclose()
-        if self.separate:
-            await self.state.aclose()

@@ -11,9 +11,10 @@ from typing import Any
 from afterward._context import correlation_id, new_correlation_id
 from afterward._exceptions import PublishError
 from afterward.events._core import BusCore
-from afterward.events._envelope import Event, encode_event, validate_topic
+from afterward.events._envelope import Event, validate_topic
 from afterward.events._outbox import relay, store_for, write_to_outbox
 from afterward.events._records import AppendRecord, StoredSchema
+from afterward.events._wire import check_headers, record_of
 
 __all__ = ["Publishing", "draft", "relay_outboxes"]
 
@@ -52,6 +53,8 @@ def draft(
     """
     validate_topic(topic)
     _check_draft(topic, key, version, id, headers)
+    if headers:
+        check_headers(topic, headers)
     core.schemas.check(topic, data)
     event = Event(
         id=id or new_correlation_id(),  # a UUID4, made cheaply
@@ -63,16 +66,14 @@ def draft(
         occurred_at=datetime.now(UTC),
         headers=dict(headers or {}),
     )
-    payload = encode_event(event)
+    record = record_of(event, core.settings.source)
+    size = len(record.value) + sum(len(n) + len(v) for n, v in record.headers)
     cap = core.settings.max_event_bytes
-    if len(payload) > cap:
+    if size > cap:
         raise PublishError(
-            f"event for {topic!r} is {len(payload)} bytes encoded, over the {cap}-byte cap",
+            f"event for {topic!r} is {size} bytes encoded, over the {cap}-byte cap",
             topic=topic,
         )
-    record = AppendRecord(
-        topic, key, event.id, event.occurred_at.timestamp(), payload, event.correlation_id
-    )
     return event, record
 
 

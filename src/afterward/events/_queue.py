@@ -21,8 +21,8 @@ from afterward._exceptions import ConfigError, DispatchError, NotFoundError, Pub
 from afterward.events._core import BusCore, WorkerSpec
 from afterward.events._job_wire import job_record, payload_of, worker_group
 from afterward.events._outbox import write_to_outbox
-from afterward.events._protocols import FailedJobStore, WorkQueue
 from afterward.events._records import QueueDepth, StoredFailedJob
+from afterward.events._work_queue import FailedJobStore, WorkQueue
 from afterward.jobs import JobPayload, register_connection
 
 __all__ = [
@@ -123,9 +123,9 @@ class QueueConnection:
         """
         core = self.core
         record = job_record(payload, self.queue)
-        if len(record.payload) > core.settings.max_event_bytes:
+        if len(record.value) > core.settings.max_event_bytes:
             raise DispatchError(
-                f"job {payload.path} is {len(record.payload)} bytes encoded, over the "
+                f"job {payload.path} is {len(record.value)} bytes encoded, over the "
                 f"{core.settings.max_event_bytes}-byte cap"
             )
         if core.settings.outbox and write_to_outbox(core, [record]):

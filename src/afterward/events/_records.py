@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from afterward.events._envelope import Event
+
 __all__ = [
     "AppendRecord",
     "Attempt",
     "Done",
+    "Headers",
     "QueueDepth",
     "QueuedJob",
     "Reservation",
@@ -27,37 +30,79 @@ __all__ = [
 ]
 
 
+#: Record headers as every backend stores them: (name, value) pairs, in order.
+Headers = tuple[tuple[str, bytes], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class AppendRecord:
     """An event ready to append: the bus has validated and encoded it.
 
+    On the wire (Kafka, Redis, PostgreSQL) a record is its ``value`` (the event's data
+    as JSON), its ``headers`` (the CloudEvents attributes and the event's own headers,
+    see :mod:`afterward.events._wire`) and its key. A backend with a format of its own
+    (SQLite) may store ``event``'s fields instead.
+
     Attributes:
-        topic: the topic name (already validated).
-        key: the partition key, or ``None`` (the backend picks any partition).
-        event_id: the event's ID (also inside ``payload``).
-        timestamp: ``occurred_at`` as a POSIX timestamp, for ``offsets_for_time``.
-        payload: the encoded envelope (UTF-8 JSON), opaque to the backend.
-        correlation_id: the event's correlation ID (also inside ``payload``), for
-            backends that index flows (:class:`~afterward.events._protocols.FlowLog`);
-            others ignore it.
+        event: the event.
+        value: the record value: the event's data as UTF-8 JSON.
+        headers: the record headers.
     """
 
-    topic: str
-    key: str | None
-    event_id: str
-    timestamp: float
-    payload: bytes
-    correlation_id: str | None = None
+    event: Event
+    value: bytes
+    headers: Headers
+
+    @property
+    def topic(self) -> str:
+        """The topic name (already validated)."""
+        return self.event.topic
+
+    @property
+    def key(self) -> str | None:
+        """The partition key, or ``None`` (the backend picks any partition)."""
+        return self.event.key
+
+    @property
+    def event_id(self) -> str:
+        """The event's ID."""
+        return self.event.id
+
+    @property
+    def timestamp(self) -> float:
+        """``occurred_at`` as a POSIX timestamp, for ``offsets_for_time``."""
+        return self.event.occurred_at.timestamp()
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The correlation ID, for backends that index flows."""
+        return self.event.correlation_id
 
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as read back from the log."""
+    """A record as read back from the log.
+
+    Attributes:
+        topic: its topic.
+        partition: its partition.
+        offset: its offset there.
+        value: the record value (bytes, as stored).
+        headers: the record headers.
+        key: the record key (``str``; a non-UTF-8 key stays ``bytes``), or ``None``.
+        timestamp: the broker's timestamp (POSIX seconds), when it keeps one.
+        event: the event already decoded, for a backend that stores events in a format
+            of its own (SQLite): the bus then skips decoding the headers.
+    """
 
     topic: str
     partition: int
     offset: int
-    payload: bytes
+    value: bytes
+    headers: Headers = ()
+    key: str | bytes | None = None
+    timestamp: float | None = None
+    event: Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +125,30 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class StoredDeadLetter:
-    """A dead letter as the backend stores it."""
+    """A dead letter as the backend stores it.
+
+    Attributes:
+        id: the letter's own ID.
+        group: the group whose handler gave up.
+        record: the record as it was read (value, headers, key, where it sat).
+        error: why (``"ExceptionType: message"``).
+        traceback: the last failure's traceback.
+        attempts: handler runs made.
+        failed_at: when it was given up (aware, UTC).
+    """
 
     id: str
     group: str
-    topic: str
-    payload: bytes
+    record: StoredEvent
     error: str
     traceback: str
     attempts: int
     failed_at: datetime
+
+    @property
+    def topic(self) -> str:
+        """The record's topic."""
+        return self.record.topic
 
 
 @dataclass(frozen=True, slots=True)

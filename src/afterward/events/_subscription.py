@@ -39,6 +39,7 @@ class Subscription:
     concurrency: int
     start: Literal["earliest", "latest"]
     inbox: Any = None
+    raw: bool = False
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +57,7 @@ class Subscription:
         concurrency: object,
         start: object,
         inbox: Any,
+        raw: object = False,
     ) -> Subscription:
         """Validate ``bus.subscribe``'s arguments; the handler comes with
         :meth:`with_handler` (the decorator's argument).
@@ -73,6 +75,8 @@ class Subscription:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
         if start not in ("earliest", "latest"):
             raise ConfigError(f"start must be 'earliest' or 'latest', got {start!r}")
+        if not isinstance(raw, bool):
+            raise ConfigError(f"raw must be a bool, got {raw!r}")
         return cls(
             topic,
             group,
@@ -82,6 +86,7 @@ class Subscription:
             concurrency,
             start,
             inbox,
+            raw,
         )
 
     def with_handler(self, handler: Handler) -> Subscription:

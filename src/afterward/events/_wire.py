@@ -30,25 +30,31 @@ subscription gets the bytes as they are.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from afterward._exceptions import PublishError
 from afterward.events._envelope import Event
+from afterward.events._records import AppendRecord, Headers, StoredEvent
 
 __all__ = [
     "RESERVED_HEADERS",
-    "Headers",
     "UndecodableRecord",
     "check_headers",
     "decode",
+    "decode_stored",
     "encode",
+    "encode_data",
+    "loads",
+    "pack_headers",
+    "record_of",
+    "self_describing",
+    "unpack_headers",
 ]
-
-#: Record headers as every backend stores them: (name, value) pairs, in order.
-Headers = tuple[tuple[str, bytes], ...]
 
 SPEC = b"1.0"
 JSON = b"application/json"
@@ -59,6 +65,15 @@ RESERVED_HEADERS = frozenset({"content-type", "traceparent", "tracestate"})
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
+
+try:  # afterward[fast]: msgspec decodes the JSON afterward writes 2.4-4.9x faster
+    from msgspec import DecodeError as _FastDecodeError
+    from msgspec.json import Decoder as _FastDecoder
+
+    _fast_decode: Any = _FastDecoder().decode
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_decode = None
+    _FastDecodeError = ValueError  # type: ignore[assignment,misc]
 
 
 class UndecodableRecord(ValueError):
@@ -147,16 +162,28 @@ def _time(value: str | None, fallback: float | None) -> datetime:
     return datetime.now(UTC)
 
 
-def _version(value: str | None) -> int | None:
-    if value is None:
+def _version(value: object) -> int | None:
+    if value is None or isinstance(value, bool):
         return None
     try:
-        return int(value)
+        return int(str(value))
     except ValueError:
         return None  # not afterward's: a foreign producer's own notion of version
 
 
+def loads(value: bytes) -> Any:
+    """JSON that afterward wrote, from UTF-8 bytes (msgspec when installed)."""
+    if _fast_decode is not None:
+        return _fast_decode(value)
+    return _decoder.decode(str(value, "utf-8"))
+
+
 def _json(value: bytes, what: str) -> Any:
+    if _fast_decode is not None:
+        try:
+            return _fast_decode(value)
+        except _FastDecodeError:
+            pass  # the stdlib's word on it (and its message, and NaN/Infinity) below
     try:
         return _decoder.decode(str(value, "utf-8"))
     except UnicodeDecodeError as exc:
@@ -223,6 +250,10 @@ def decode(
     )
 
 
+def _optional_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _structured(data: Any) -> bool:
     return isinstance(data, dict) and all(k in data for k in ("specversion", "id", "type"))
 
@@ -242,8 +273,74 @@ def _from_structured(
         topic=topic,
         data=data,
         key=_text(key),
-        version=_version(_text(envelope.get("eventversion"))),
-        correlation_id=envelope.get("correlationid"),
+        version=_version(envelope.get("eventversion")),
+        correlation_id=None
+        if envelope.get("correlationid") is None
+        else str(envelope["correlationid"]),
         occurred_at=_time(envelope.get("time"), timestamp),
         headers=headers,
     )
+
+
+def record_of(event: Event, source: str, trace: Sequence[tuple[str, str]] = ()) -> AppendRecord:
+    """The record that carries ``event`` (see :func:`encode`).
+
+    Raises:
+        PublishError: the data is not JSON-serializable.
+    """
+    value, headers = encode(event, source, trace)
+    return AppendRecord(event, value, headers)
+
+
+def decode_stored(stored: StoredEvent, *, raw: bool = False, attempt: int = 1) -> Event:
+    """The event ``stored`` holds (the backend's own decoding, when it did one).
+
+    Raises:
+        UndecodableRecord: the record cannot be read as an event.
+    """
+    if stored.event is not None:
+        event = stored.event if not raw else replace(stored.event, data=stored.value)
+    else:
+        event = decode(
+            stored.topic,
+            stored.partition,
+            stored.offset,
+            stored.value,
+            stored.headers,
+            stored.key,
+            stored.timestamp,
+            raw=raw,
+        )
+    if attempt != 1:
+        event.attempt = attempt
+    return event
+
+
+def pack_headers(headers: Headers) -> str:
+    """``headers`` as compact JSON text, for a backend that stores them in one column or
+    field: ``[[name, value]]``, a value that is not UTF-8 as ``{"b64": ...}``."""
+    packed: list[list[Any]] = []
+    for name, value in headers:
+        try:
+            packed.append([name, value.decode()])
+        except UnicodeDecodeError:
+            packed.append([name, {"b64": base64.b64encode(value).decode()}])
+    return _encoder.encode(packed)
+
+
+def unpack_headers(text: str | bytes) -> Headers:
+    """The headers :func:`pack_headers` wrote."""
+    found = []
+    for name, value in json.loads(text):
+        raw = base64.b64decode(value["b64"]) if isinstance(value, dict) else value.encode()
+        found.append((name, raw))
+    return tuple(found)
+
+
+def self_describing(stored: StoredEvent, source: str) -> StoredEvent:
+    """``stored`` as a record that needs no backend to be read (a dead letter's): a
+    backend's own decoded form (``stored.event``) becomes value and headers."""
+    if stored.event is None:
+        return stored
+    value, headers = encode(stored.event, source)
+    return replace(stored, value=value, headers=headers, event=None)

@@ -32,9 +32,9 @@ from afterward._stats import incr
 from afterward.events._batch import error_text
 from afterward.events._core import BusCore
 from afterward.events._job_wire import job_attempt, payload_of, queued_attempt
-from afterward.events._protocols import WorkQueue
 from afterward.events._queue import queue_of
 from afterward.events._records import Attempt, QueueDepth, Reservation, StoredFailedJob
+from afterward.events._work_queue import WorkQueue
 from afterward.jobs import attempt, run_failed
 
 __all__ = ["Worker", "worker_name"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from afterward.events import Event, EventBus
-from afterward.events._envelope import decode_event
-from afterward.events.backends.memory import MemoryLog
+from afterward.events._wire import decode_stored
+from afterward.events.backends.memory import MemoryLog, stored_of
 
 __all__ = ["TestBus", "afterward_bus"]
 
@@ -37,10 +37,13 @@ class TestBus(EventBus):
         logs = log._store.logs
         if topic is not None:
             # The log's own order: timestamps need not ascend (publishing threads).
-            return [decode_event(r.payload) for r in logs.get(topic, [])]
+            return [decode_stored(stored_of(r, n)) for n, r in enumerate(logs.get(topic, []))]
         # Across topics only the publish times order them (a stable sort keeps ties).
-        records = sorted((r for log in logs.values() for r in log), key=lambda r: r.timestamp)
-        return [decode_event(r.payload) for r in records]
+        records = sorted(
+            ((n, r) for log in logs.values() for n, r in enumerate(log)),
+            key=lambda item: item[1].timestamp,
+        )
+        return [decode_stored(stored_of(r, n)) for n, r in records]
 
     def _matching(self, topic: str, match: dict[str, Any]) -> list[Event]:
         return [

@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 
 from afterward._exceptions import ConfigError
-from afterward.events._protocols import Backend, StateStore
+from afterward.events._backend import Backend
+from afterward.events._protocols import StateStore
 
 __all__ = ["BACKENDS", "open_backend", "open_store"]
 

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from afterward.events._protocols import Backend, StateStore
+from afterward.events._backend import Backend
+from afterward.events._protocols import StateStore
 from afterward.events.backends.kafka._log import KafkaLog
 from afterward.events.backends.kafka._settings import KafkaSettings
 

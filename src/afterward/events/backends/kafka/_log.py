@@ -125,11 +125,12 @@ class KafkaLog(ConnectContext):
     async def mirror_dead_letter(self, letter: StoredDeadLetter, *, removed: bool) -> None:
         """Copy ``letter`` to ``<topic>.dlq.<group>`` (a tombstone once ``removed``)."""
         conn = await self._clients.conn()
-        value = None if removed else letter.payload
+        value = None if removed else letter.record.value
         headers = (
             []
             if value is None
             else [
+                *letter.record.headers,
                 ("afterward-error", letter.error.encode()[:4096]),
                 ("afterward-attempts", str(letter.attempts).encode()),
             ]

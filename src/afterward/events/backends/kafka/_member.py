@@ -23,6 +23,7 @@ from afterward.events._protocols import StateStore
 from afterward.events._records import Done, StoredEvent
 from afterward.events.backends._driver import DriverErrors
 from afterward.events.backends.kafka._clients import start
+from afterward.events.backends.kafka._reader import stored_of
 from afterward.events.backends.kafka._settings import KafkaSettings
 
 __all__ = ["KafkaMember", "join"]
@@ -134,7 +135,7 @@ class KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]
                 # Assigned, data there, not fetched yet (the first fetch): wait for it.
                 batches = await consumer.getmany(timeout_ms=2000, max_records=limit)
         events = [
-            StoredEvent(self.topic, tp.partition, m.offset, m.value)
+            stored_of(self.topic, tp.partition, m)
             for tp, messages in batches.items()
             for m in messages
         ]

@@ -205,11 +205,8 @@ def _add(batch: Any, record: AppendRecord) -> bool:
     """Append ``record`` to an aiokafka batch builder; false when the batch is full."""
     added = batch.append(
         key=None if record.key is None else record.key.encode(),
-        value=record.payload,
+        value=record.value,
         timestamp=int(record.timestamp * 1000),
-        headers=[
-            ("afterward-id", record.event_id.encode()),
-            ("afterward-occurred-at", repr(record.timestamp).encode()),
-        ],
+        headers=list(record.headers),  # CloudEvents binary mode: ce_* headers
     )
     return added is not None

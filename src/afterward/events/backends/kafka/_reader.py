@@ -75,7 +75,7 @@ class LogReader:
         events: list[StoredEvent] = []
         for tp, messages in batches.items():
             for message in messages:
-                events.append(StoredEvent(topic, tp.partition, message.offset, message.value))
+                events.append(stored_of(topic, tp.partition, message))
             if messages:
                 reader.next[tp.partition] = messages[-1].offset + 1
         return events
@@ -182,9 +182,32 @@ class LogReader:
         return starts
 
 
+def stored_of(topic: str, partition: int, message: Any) -> StoredEvent:
+    """The record a consumer fetched, as the bus reads it."""
+    key = message.key
+    if key is not None:
+        try:
+            key = key.decode()
+        except UnicodeDecodeError:
+            pass  # a foreign producer's binary key stays bytes
+    return StoredEvent(
+        topic,
+        partition,
+        message.offset,
+        message.value if message.value is not None else b"",
+        tuple(message.headers or ()),
+        key,
+        message.timestamp / 1000 if message.timestamp is not None else None,
+    )
+
+
 def _occurred_at(message: Any) -> float:
-    """The event's full timestamp: its header, else the record's (milliseconds)."""
+    """A record's event time: ``ce_time`` to the microsecond, else Kafka's timestamp
+    (milliseconds)."""
     for name, value in message.headers or ():
-        if name == "afterward-occurred-at":
-            return float(value)
+        if name == "ce_time":
+            try:
+                return datetime.fromisoformat(value.decode()).timestamp()
+            except ValueError:
+                break
     return float(message.timestamp) / 1000

@@ -23,7 +23,7 @@ from afterward.events._records import (
     StoredSchema,
 )
 
-__all__ = ["HISTORY_LIMIT", "JobEntry", "MemoryLog", "Store", "store_of"]
+__all__ = ["HISTORY_LIMIT", "JobEntry", "MemoryLog", "Store", "store_of", "stored_of"]
 
 #: attempts a store keeps for ``history`` (the oldest go first).
 HISTORY_LIMIT = 10_000
@@ -62,6 +62,13 @@ class Store:
 
 
 _named: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
+
+
+def stored_of(record: AppendRecord, offset: int) -> StoredEvent:
+    """What a read returns for ``record`` at ``offset``: the record as on the wire."""
+    return StoredEvent(
+        record.topic, 0, offset, record.value, record.headers, record.key, record.timestamp
+    )
 
 
 def store_of(url: str) -> Store:
@@ -106,8 +113,7 @@ class MemoryLog(ConnectContext):
         log = self._store.logs.get(topic, [])
         start = positions.get(0, 0)
         return [
-            StoredEvent(topic, 0, offset, log[offset].payload)
-            for offset in range(start, min(len(log), start + limit))
+            stored_of(log[offset], offset) for offset in range(start, min(len(log), start + limit))
         ]
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
@@ -219,7 +225,7 @@ class MemoryLog(ConnectContext):
     async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
         logs = self._store.logs
         return [
-            StoredEvent(topic, 0, offset, logs[topic][offset].payload)
+            stored_of(logs[topic][offset], offset)
             for topic, offset in self._store.flows.get(correlation_id, [])[:limit]
         ]
 

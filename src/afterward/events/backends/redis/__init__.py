@@ -68,7 +68,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from afterward.events._protocols import Backend, StateStore
+from afterward.events._backend import Backend
+from afterward.events._protocols import StateStore
 from afterward.events.backends.redis._log import RedisLog
 from afterward.events.backends.redis._queue import RedisQueue
 

@@ -22,6 +22,7 @@ from afterward.events._records import (
     StoredEvent,
     StoredSchema,
 )
+from afterward.events._wire import pack_headers, unpack_headers
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -135,14 +136,59 @@ def offset(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[1]) - 1
 
 
-def entry_fields(record: AppendRecord) -> dict[str, Any]:
-    """The stream entry of ``record``: ``id``, ``ts`` (``repr``: exact) and ``payload``."""
-    return {"id": record.event_id, "ts": repr(record.timestamp), "payload": record.payload}
+#: The field holding a record's value; the record's key is in ``key``.
+DATA = b"data"
+KEY = b"key"
 
 
-def event(topic: str, entry_id: bytes, payload: bytes) -> StoredEvent:
-    """The event a stream entry holds (a topic is one partition, 0)."""
-    return StoredEvent(topic, 0, offset(entry_id), payload)
+def entry_fields(record: AppendRecord) -> list[tuple[str, bytes]]:
+    """The stream entry of ``record``, in order: its headers (the CloudEvents attributes
+    and the event's own), ``key`` when it has one, and its value in ``data``."""
+    fields = list(record.headers)
+    if record.key is not None:
+        fields.append(("key", record.key.encode()))
+    fields.append(("data", record.value))
+    return fields
+
+
+def event(
+    topic: str, entry_id: bytes, fields: Sequence[Any] | Mapping[bytes, bytes]
+) -> StoredEvent:
+    """The record a stream entry holds (a topic is one partition, 0): ``data`` is its
+    value, ``key`` its key, every other field a header."""
+    items = (
+        fields.items()
+        if isinstance(fields, Mapping)
+        else zip(fields[::2], fields[1::2], strict=True)
+    )
+    value = b""
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = []
+    for name, raw in items:
+        if name == DATA:
+            value = raw
+        elif name == KEY:
+            key = raw
+        else:
+            headers.append((name.decode(errors="replace"), raw))
+    text: str | bytes | None = key
+    if key is not None:
+        try:
+            text = key.decode()
+        except UnicodeDecodeError:
+            text = key
+    return StoredEvent(topic, 0, offset(entry_id), value, tuple(headers), text)
+
+
+def time_of(fields: Mapping[bytes, bytes]) -> float:
+    """An entry's event time (``ce_time``), as POSIX seconds; 0 when it has none."""
+    raw = fields.get(b"ce_time")
+    if raw is None:
+        return 0.0
+    try:
+        return datetime.fromisoformat(raw.decode()).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def pairs(positions: Mapping[int, int]) -> list[int]:
@@ -189,12 +235,20 @@ def done_json(done: Sequence[Done]) -> bytes:
 
 
 def letter_fields(letter: StoredDeadLetter) -> dict[str, Any]:
-    """The hash of a dead letter (``failed_at`` as an exact POSIX timestamp)."""
+    """The hash of a dead letter (``failed_at`` as an exact POSIX timestamp): the record
+    as it was read, with its headers as JSON text."""
+    record = letter.record
+    key = record.key.encode() if isinstance(record.key, str) else record.key
     return {
         "id": letter.id,
         "group": letter.group,
-        "topic": letter.topic,
-        "payload": letter.payload,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": b"" if key is None else b"k" + key,  # "": no key; else "k" + the key
+        "ts": "" if record.timestamp is None else repr(record.timestamp),
+        "value": record.value,
+        "headers": pack_headers(record.headers),
         "error": letter.error,
         "traceback": letter.traceback,
         "attempts": letter.attempts,
@@ -204,11 +258,21 @@ def letter_fields(letter: StoredDeadLetter) -> dict[str, Any]:
 
 def letter(row: Mapping[bytes, bytes]) -> StoredDeadLetter:
     """A dead letter from its hash (as :func:`letter_fields` wrote it)."""
+    key = row[b"key"][1:].decode(errors="replace") if row[b"key"] else None
+    ts = float(row[b"ts"]) if row[b"ts"] else None
+    record = StoredEvent(
+        row[b"topic"].decode(),
+        int(row[b"partition"]),
+        int(row[b"offset"]),
+        row[b"value"],
+        unpack_headers(row[b"headers"]),
+        key,
+        ts,
+    )
     return StoredDeadLetter(
         id=row[b"id"].decode(),
         group=row[b"group"].decode(),
-        topic=row[b"topic"].decode(),
-        payload=row[b"payload"],
+        record=record,
         error=row[b"error"].decode(),
         traceback=row[b"traceback"].decode(),
         attempts=int(row[b"attempts"]),

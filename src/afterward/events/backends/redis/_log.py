@@ -72,7 +72,7 @@ class RedisLog(ConnectContext):
             return
         if len(records) == 1:  # one command is atomic: no script needed
             record = records[0]
-            fields: Any = _codec.entry_fields(record)
+            fields: Any = dict(_codec.entry_fields(record))  # names are unique: ce_*, headers
             async with self._errors("appending"):
                 await self._clients.get().xadd(self._keys.stream(record.topic), fields, id="0-*")
             return
@@ -80,7 +80,10 @@ class RedisLog(ConnectContext):
         args: list[Any] = []
         for record in records:
             index = streams.setdefault(self._keys.stream(record.topic), len(streams) + 1)
-            args += [index, record.event_id, repr(record.timestamp), record.payload]
+            fields = _codec.entry_fields(record)
+            args += [index, len(fields)]
+            for name, value in fields:
+                args += [name, value]
         async with self._errors("appending"):
             await self._clients.script(_scripts.APPEND, list(streams), args)
 
@@ -93,7 +96,7 @@ class RedisLog(ConnectContext):
             entries: Any = await self._clients.get().xrange(
                 self._keys.stream(topic), min=start, count=limit
             )
-        return [_codec.event(topic, entry_id, fields[b"payload"]) for entry_id, fields in entries]
+        return [_codec.event(topic, entry_id, fields) for entry_id, fields in entries]
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """``{0: XLEN}``; ``{}`` when the stream does not exist."""
@@ -119,7 +122,7 @@ class RedisLog(ConnectContext):
                 middle = (low + high) // 2
                 at = _codec.stream_id(middle)
                 entry: Any = await client.xrange(stream, min=at, max=at, count=1)
-                if entry and float(entry[0][1][b"ts"]) >= target:
+                if entry and _codec.time_of(entry[0][1]) >= target:
                     high = middle
                 else:
                     low = middle + 1

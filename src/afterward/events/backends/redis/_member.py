@@ -119,9 +119,8 @@ class RedisMember:
         blocking up to ``block`` ms when given; return the last entry ID read (``None``
         for none) and the events with their entry IDs."""
         doing = f"reading {self.topic!r} for group {self.group!r}"
-        entries: list[tuple[bytes, bytes | None]]
+        entries: list[tuple[bytes, Any]]
         if block is None:
-            # fetch.lua: entry IDs and payloads only, a third of XREADGROUP's reply.
             args = [self.group, self.name, after, limit]
             async with self._clients.errors(doing):
                 flat: Any = await self._clients.script(_scripts.FETCH, [self._stream], args)
@@ -132,14 +131,12 @@ class RedisMember:
                     self.group, self.name, {self._stream: after}, count=limit, block=block
                 )
             entries = [
-                (entry_id, fields.get(b"payload") if fields else None)
-                for _, batch in reply or ()
-                for entry_id, fields in batch
+                (entry_id, fields or None) for _, batch in reply or () for entry_id, fields in batch
             ]
         found = [
-            (entry_id, _codec.event(self.topic, entry_id, payload))
-            for entry_id, payload in entries
-            if payload is not None  # a pending entry deleted by hand (XDEL)
+            (entry_id, _codec.event(self.topic, entry_id, fields))
+            for entry_id, fields in entries
+            if fields  # a pending entry deleted by hand (XDEL)
         ]
         return (entries[-1][0] if entries else None), found
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from afterward.events._protocols import Backend, StateStore
+from afterward.events._backend import Backend
+from afterward.events._protocols import StateStore
 from afterward.events.backends.sqlite._db import path_of
 from afterward.events.backends.sqlite._log import SQLiteLog
 from afterward.events.backends.sqlite._queue import SQLiteQueue

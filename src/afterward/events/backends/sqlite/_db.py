@@ -54,11 +54,18 @@ class SQLiteFile:
     Args:
         path: the file (created with its tables on first connect).
         schema: the DDL run at connect (idempotent).
+        migrate: run at connect before the DDL: upgrades an older file in place.
     """
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         self.path = path
         self._schema = schema
+        self._migrate = migrate
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -120,6 +127,8 @@ class SQLiteFile:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        if self._migrate is not None:
+            self._migrate(conn)
         conn.executescript(self._schema)
         return conn
 

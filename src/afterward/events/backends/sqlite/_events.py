@@ -6,11 +6,17 @@ Each function is one primitive; :class:`~._log.SQLiteLog` runs it on the file's 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from afterward.events._envelope import Event
 from afterward.events._records import AppendRecord, Attempt, StoredEvent
+from afterward.events._wire import loads
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 __all__ = [
     "add_attempts",
@@ -39,8 +45,22 @@ def append(conn: sqlite3.Connection, records: Sequence[AppendRecord]) -> None:
             last = _last_offset(conn, r.topic)
             next_offset[r.topic] = -1 if last is None else last
         next_offset[r.topic] += 1
-        rows.append((r.topic, next_offset[r.topic], r.key, r.event_id, r.timestamp, r.payload))
-    conn.executemany("INSERT INTO afterward_events VALUES (?, ?, ?, ?, ?, ?)", rows)
+        event = r.event
+        headers = _encoder.encode(event.headers) if event.headers else None
+        rows.append(
+            (
+                r.topic,
+                next_offset[r.topic],
+                r.key,
+                event.id,
+                r.timestamp,
+                event.correlation_id,
+                event.version,
+                headers,
+                r.value,
+            )
+        )
+    conn.executemany("INSERT INTO afterward_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.executemany(
         "INSERT OR IGNORE INTO afterward_flow_events VALUES (?, ?, ?)",
         [
@@ -51,14 +71,33 @@ def append(conn: sqlite3.Connection, records: Sequence[AppendRecord]) -> None:
     )
 
 
+_COLUMNS = "topic, off, key, id, ts, cid, version, headers, value"
+
+
+def _stored(row: tuple[Any, ...]) -> StoredEvent:
+    """A row as the bus reads it: the event built from its columns (no header parsing)."""
+    topic, off, key, id_, ts, cid, version, headers, value = row
+    event = Event(
+        id=id_,
+        topic=topic,
+        data=loads(value),
+        key=key,
+        version=version,
+        correlation_id=cid,
+        occurred_at=datetime.fromtimestamp(ts, UTC),
+        headers=json.loads(headers) if headers else {},
+    )
+    return StoredEvent(topic, 0, off, value, (), key, ts, event)
+
+
 def read(conn: sqlite3.Connection, topic: str, start: int, limit: int) -> list[StoredEvent]:
     """Up to ``limit`` events of ``topic`` from offset ``start``."""
     rows = conn.execute(
-        "SELECT off, payload FROM afterward_events WHERE topic = ? AND off >= ? "
+        f"SELECT {_COLUMNS} FROM afterward_events WHERE topic = ? AND off >= ? "
         "ORDER BY off LIMIT ?",
         (topic, start, limit),
     ).fetchall()
-    return [StoredEvent(topic, 0, off, payload) for off, payload in rows]
+    return [_stored(row) for row in rows]
 
 
 def end_offsets(conn: sqlite3.Connection, topic: str) -> dict[int, int]:
@@ -82,13 +121,14 @@ def offsets_for_time(conn: sqlite3.Connection, topic: str, since: datetime) -> d
 
 def events_for(conn: sqlite3.Connection, correlation_id: str, limit: int) -> list[StoredEvent]:
     """Up to ``limit`` events with that correlation ID, oldest first."""
+    columns = ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))
     rows = conn.execute(
-        "SELECT e.topic, e.off, e.payload FROM afterward_flow_events f "
+        f"SELECT {columns} FROM afterward_flow_events f "
         "JOIN afterward_events e ON e.topic = f.topic AND e.off = f.off "
         "WHERE f.cid = ? ORDER BY e.ts, e.topic, e.off LIMIT ?",
         (correlation_id, limit),
     ).fetchall()
-    return [StoredEvent(topic, 0, off, payload) for topic, off, payload in rows]
+    return [_stored(row) for row in rows]
 
 
 def add_attempts(conn: sqlite3.Connection, attempts: Sequence[Attempt]) -> None:

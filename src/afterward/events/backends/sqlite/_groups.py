@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from afterward.events._records import Done, StoredDeadLetter
+from afterward.events._records import Done, StoredDeadLetter, StoredEvent
+from afterward.events._wire import pack_headers, unpack_headers
 
 __all__ = [
     "begin_batch",
@@ -193,13 +194,20 @@ def count_attempt(conn: sqlite3.Connection, group: str, event_id: str) -> int:
 
 def store_dead_letter(conn: sqlite3.Connection, letter: StoredDeadLetter) -> None:
     """Insert or replace ``letter``."""
+    record = letter.record
     conn.execute(
-        "INSERT OR REPLACE INTO afterward_dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO afterward_dead_letters "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             letter.id,
             letter.group,
-            letter.topic,
-            letter.payload,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.timestamp,
+            record.value,
+            pack_headers(record.headers),
             letter.error,
             letter.traceback,
             letter.attempts,
@@ -230,12 +238,11 @@ def delete_dead_letter(conn: sqlite3.Connection, letter_id: str) -> bool:
 
 
 def _letter(row: tuple[Any, ...]) -> StoredDeadLetter:
-    id_, group, topic, payload, error, tb, attempts, failed_at = row
+    id_, group, topic, part, off, key, ts, value, headers, error, tb, attempts, failed_at = row
     return StoredDeadLetter(
         id=id_,
         group=group,
-        topic=topic,
-        payload=payload,
+        record=StoredEvent(topic, part, off, value, unpack_headers(headers), key, ts),
         error=error,
         traceback=tb,
         attempts=attempts,

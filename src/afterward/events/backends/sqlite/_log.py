@@ -23,6 +23,7 @@ from afterward.events._records import (
 from afterward.events.backends.sqlite import _events, _groups, _schemas
 from afterward.events.backends.sqlite._db import SQLiteFile, path_of
 from afterward.events.backends.sqlite._jobs import JOBS_SCHEMA
+from afterward.events.backends.sqlite._migrate import migrate
 from afterward.events.backends.sqlite._schema import SCHEMA
 
 __all__ = ["SQLiteLog"]
@@ -42,7 +43,8 @@ class SQLiteLog(ConnectContext):
     def __init__(self, url: str = "sqlite:///afterward.db") -> None:
         self.path = path_of(url)
         #: The file and its thread (shared with the work queue).
-        self.db = SQLiteFile(self.path, SCHEMA + JOBS_SCHEMA + _schemas.SCHEMAS_SCHEMA)
+        schema = SCHEMA + JOBS_SCHEMA + _schemas.SCHEMAS_SCHEMA
+        self.db = SQLiteFile(self.path, schema, migrate)
 
     def __repr__(self) -> str:
         return f"<SQLiteLog {str(self.path)!r}>"
