@@ -175,3 +175,8 @@ async def test_count_attempt_counts_per_group_and_event(backend: Backend) -> Non
     assert [await state.count_attempt("g", "t", "e1") for _ in range(3)] == [1, 2, 3]
     assert await state.count_attempt("g", "t", "e2") == 1
     assert await state.count_attempt("h", "t", "e1") == 1
+
+
+async def test_a_state_store_binds_to_one_cluster(backend: Backend) -> None:
+    assert await backend.state.bind_cluster("cluster-a") == "cluster-a"
+    assert await backend.state.bind_cluster("cluster-b") == "cluster-a"  # the first stays

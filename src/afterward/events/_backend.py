@@ -3,7 +3,9 @@ their optional capabilities looked up once (see :mod:`._protocols`)."""
 
 from __future__ import annotations
 
+from afterward._exceptions import BackendError
 from afterward.events._protocols import (
+    ClusterLog,
     ConnectContext,
     DeadLetterMirror,
     EventLog,
@@ -57,6 +59,7 @@ class Backend(ConnectContext):
         self.flow: FlowLog | None = log if isinstance(log, FlowLog) else None
         self.groups: GroupLog | None = log if isinstance(log, GroupLog) else None
         self.mirror: DeadLetterMirror | None = log if isinstance(log, DeadLetterMirror) else None
+        self._bound = False
         # A queue given apart from the log and the state store is connected with them.
         self._own_queue = jobs
         if jobs is None and isinstance(log, WorkQueue):
@@ -81,10 +84,27 @@ class Backend(ConnectContext):
         return f"<Backend {self.scheme} log={self.log!r} state={self.state!r}>"
 
     async def connect(self) -> None:
-        """Connect the state store, then the log."""
+        """Connect the state store, then the log; a separate store must belong to the
+        log's cluster.
+
+        Raises:
+            BackendError: the state store belongs to another cluster (or one that lost
+                its data and came back empty under a new ID).
+        """
         if self.separate:
             await self.state.connect()
         await self.log.connect()
+        if self.separate and not self._bound and isinstance(self.log, ClusterLog):
+            cluster = await self.log.cluster_id()
+            stored = await self.state.bind_cluster(cluster)
+            if stored != cluster:
+                raise BackendError(
+                    f"the state store {self.state!r} belongs to cluster {stored!r}, not to "
+                    f"{cluster!r} behind {self.log!r}: using it would skip or repeat that "
+                    "cluster's events. Give this cluster a state store of its own (store=)",
+                    backend=self.scheme,
+                )
+            self._bound = True
         if self._own_queue is not None:
             await self._own_queue.connect()
 

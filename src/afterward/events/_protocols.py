@@ -58,6 +58,7 @@ from afterward.events._records import (
 
 __all__ = [
     "Claims",
+    "ClusterLog",
     "ConnectContext",
     "Connectable",
     "DeadLetterMirror",
@@ -235,10 +236,24 @@ class DeadLetterStore(Protocol):
 class StateStore(GroupState, Claims, DeadLetterStore, Protocol):
     """Everything a bus keeps besides the events: what a Kafka bus's ``store=`` names."""
 
+    async def bind_cluster(self, cluster_id: str) -> str:
+        """Record that this store belongs to the log cluster ``cluster_id`` unless it
+        belongs to one already; return the cluster it belongs to (so a store that outlived
+        its cluster, or is pointed at another, is noticed instead of trusted)."""
+
 
 @runtime_checkable
 class EventLog(Log, StateStore, Protocol):
     """A log that is its own state store (``memory://``, ``sqlite://``, ``redis://``)."""
+
+
+@runtime_checkable
+class ClusterLog(Protocol):
+    """An optional capability: a log that knows the identity of the cluster behind it
+    (Kafka's cluster ID), checked against its separate state store at connect."""
+
+    async def cluster_id(self) -> str:
+        """The cluster's ID (stable while the cluster keeps its data)."""
 
 
 @runtime_checkable

@@ -59,6 +59,7 @@ class Store:
     #: (group, topic) -> partition -> (start, end) of the batch being handled
     batches: dict[tuple[str, str], dict[int, tuple[int, int]]] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], int] = field(default_factory=dict)  # (group, id) -> n
+    cluster: str | None = None  # the log cluster this store serves as a state store for
 
 
 _named: weakref.WeakValueDictionary[str, Store] = weakref.WeakValueDictionary()
@@ -197,6 +198,11 @@ class MemoryLog(ConnectContext):
             else:
                 marks[partition] = (start, end)
         return redelivered
+
+    async def bind_cluster(self, cluster_id: str) -> str:
+        if self._store.cluster is None:
+            self._store.cluster = cluster_id
+        return self._store.cluster
 
     async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
         key = (group, event_id)

@@ -225,6 +225,15 @@ class RedisLog(ConnectContext):
             )
         return {int(p): int(e) for p, e in zip(flat[::2], flat[1::2], strict=True)}
 
+    async def bind_cluster(self, cluster_id: str) -> str:
+        """``SET cluster <id> NX``, then the stored one."""
+        key = self._keys.prefix + "cluster"
+        async with self._errors("checking the store's cluster"):
+            client = self._clients.get()
+            await client.set(key, cluster_id, nx=True)
+            stored: Any = await client.get(key)
+        return str(stored.decode())
+
     async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
         """``HINCRBY deliveries:<group> <event id> 1``."""
         async with self._errors(f"counting a delivery for {group!r}"):

@@ -14,6 +14,7 @@ from afterward.events._wire import pack_headers, unpack_headers
 
 __all__ = [
     "begin_batch",
+    "bind_cluster",
     "claim",
     "commit",
     "count_attempt",
@@ -180,6 +181,13 @@ def begin_batch(
                 (group, topic, partition, start, end),
             )
     return redelivered
+
+
+def bind_cluster(conn: sqlite3.Connection, cluster_id: str) -> str:
+    """Store the cluster this file serves unless one is stored; return it."""
+    conn.execute("INSERT OR IGNORE INTO afterward_meta VALUES ('cluster', ?)", (cluster_id,))
+    (stored,) = conn.execute("SELECT value FROM afterward_meta WHERE name = 'cluster'").fetchone()
+    return str(stored)
 
 
 def count_attempt(conn: sqlite3.Connection, group: str, event_id: str) -> int:

@@ -126,6 +126,9 @@ class SQLiteLog(ConnectContext):
             _call(_groups.begin_batch, group=group, topic=topic, spans=spans), write=True
         )
 
+    async def bind_cluster(self, cluster_id: str) -> str:
+        return await self.db.run(_call(_groups.bind_cluster, cluster_id=cluster_id), write=True)
+
     async def count_attempt(self, group: str, topic: str, event_id: str) -> int:
         return await self.db.run(
             _call(_groups.count_attempt, group=group, event_id=event_id), write=True

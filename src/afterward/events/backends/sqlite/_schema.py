@@ -48,6 +48,8 @@ CREATE INDEX IF NOT EXISTS afterward_attempts_cid ON afterward_attempts (cid, at
 CREATE TABLE IF NOT EXISTS afterward_batches (
     grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, start INTEGER NOT NULL,
     stop INTEGER NOT NULL, PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS afterward_meta (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS afterward_deliveries (
     grp TEXT NOT NULL, id TEXT NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (grp, id)) WITHOUT ROWID;
