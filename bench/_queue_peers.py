@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import ModuleType
 
-from bench._queue_run import BIN, N, Send, measure, repeat
+from bench._queue_run import BIN, REDIS, TAG, N, Send, delete_keys, measure, repeat
 from bench._table import table
 
 __all__ = ["AFTERWARD", "jobs_table"]
@@ -58,11 +58,22 @@ def _afterward_sqlite() -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _afterward_redis() -> float:
+    import uuid
+
+    prefix = f"{TAG}-{uuid.uuid4().hex[:8]}:"
+    try:
+        return _afterward(f"{REDIS}/0?prefix={prefix}")
+    finally:
+        delete_keys(0, f"{prefix}*")
+
+
 #: afterward's rows, first the one every "time vs afterward" is against. A row for
 #: another backend is ``(label, functools.partial(_afterward, url))``, or a function
 #: that makes a fresh bus URL (and removes what it made) around ``_afterward(url)``.
 AFTERWARD: list[tuple[str, Callable[[], float]]] = [
     ("afterward queue (SQLite bus, `afterward worker -c 4`)", _afterward_sqlite),
+    ("afterward queue (Redis bus, `afterward worker -c 4`)", _afterward_redis),
 ]
 
 
