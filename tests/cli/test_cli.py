@@ -70,6 +70,7 @@ def test_every_command_has_help_with_an_example() -> None:
         ("queue", "stats"),
         ("schemas", "list"),
         ("schemas", "show"),
+        ("prune",),
     ):
         assert expected in commands
     for command in commands:
@@ -260,6 +261,15 @@ def test_schemas_list_and_show(bus_url: str) -> None:
     assert '"number"' in invoke("schemas", "show", "t").output
     missing = CliRunner().invoke(main, ["schemas", "show", "t", "--version", "9"])
     assert missing.exit_code == 1 and "has no version 9 (versions: 1, 2)" in missing.stderr
+
+
+def test_prune_reports_what_it_removed_and_what_is_left(bus_url: str) -> None:
+    bus = EventBus(bus_url)
+    bus.publish_sync("t", {"n": 1})
+    report = json.loads(invoke("prune", "--json").output)
+    assert report["pruned"] == {"events": 0, "processed": 0, "versions": 0, "history": 0}
+    assert report["storage"]["t"]["events"] == 1
+    assert "pruned 0 event(s)" in invoke("prune").output
 
 
 def test_queue_stats(bus_url: str) -> None:

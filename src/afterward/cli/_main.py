@@ -15,6 +15,7 @@ from afterward.cli._dlq import dlq
 from afterward.cli._events import events
 from afterward.cli._failed import failed
 from afterward.cli._output import CliError, one_line
+from afterward.cli._prune import prune
 from afterward.cli._queue import queue
 from afterward.cli._schemas import schemas
 from afterward.cli._worker import consume, worker
@@ -60,5 +61,5 @@ def main() -> None:
             logging.getLogger(driver).setLevel(logging.CRITICAL)
 
 
-for _command in (demo, dashboard, events, dlq, failed, queue, schemas, worker, consume):
+for _command in (demo, dashboard, events, dlq, failed, prune, queue, schemas, worker, consume):
     main.add_command(_command)

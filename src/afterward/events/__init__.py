@@ -19,7 +19,7 @@ from afterward.events._reads import (
     read_dead_letters,
     read_failed_jobs,
 )
-from afterward.events._records import Attempt, QueueDepth, StoredSchema
+from afterward.events._records import Attempt, Pruned, QueueDepth, StoredSchema, TopicStorage
 from afterward.events._worker import Worker
 
 __all__ = [
@@ -30,8 +30,10 @@ __all__ = [
     "Event",
     "EventBus",
     "FailedJob",
+    "Pruned",
     "QueueDepth",
     "StoredSchema",
+    "TopicStorage",
     "Worker",
     "has_failed_jobs",
     "is_worker_group",

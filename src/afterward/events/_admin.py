@@ -13,6 +13,7 @@ from afterward.events._batch import attempt_of, error_text, run_handler
 from afterward.events._core import BusCore
 from afterward.events._envelope import DeadLetter, Event, validate_topic
 from afterward.events._lag import LagCallback, LagWatch
+from afterward.events._prune import reach_warning
 from afterward.events._records import Attempt, Done, StoredDeadLetter
 from afterward.events._subscription import check_group
 from afterward.events._wire import UndecodableRecord, decode_stored, record_of
@@ -139,6 +140,7 @@ class Operating:
         else:
             ends = await log.end_offsets(topic) or {0: 0}
             positions = {p: min(from_offset or 0, end) for p, end in ends.items()}
+        await reach_warning(self._core, group, topic, positions)
         await state.register(group, topic, positions)
         await state.rewind(group, topic, positions, forget=reprocess)
 

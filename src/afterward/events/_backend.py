@@ -12,6 +12,9 @@ from afterward.events._protocols import (
     FlowLog,
     GroupLog,
     Log,
+    PrunableLog,
+    PrunableState,
+    RetainedLog,
     SchemaStore,
     StateStore,
 )
@@ -40,6 +43,9 @@ class Backend(ConnectContext):
             one), or ``None``.
         failed: the failed-jobs store beside it, or ``None``.
         schemas: the state store when it keeps the schema registry, else ``None``.
+        prunable: the log when it prunes its events itself (:class:`PrunableLog`).
+        retained: the log when its server keeps a per-topic retention (Kafka).
+        state_pruning: the state store when it prunes its records (:class:`PrunableState`).
     """
 
     def __init__(
@@ -68,6 +74,11 @@ class Backend(ConnectContext):
             jobs = state
         self.queue: WorkQueue | None = jobs
         self.schemas: SchemaStore | None = state if isinstance(state, SchemaStore) else None
+        self.prunable: PrunableLog | None = log if isinstance(log, PrunableLog) else None
+        self.retained: RetainedLog | None = log if isinstance(log, RetainedLog) else None
+        self.state_pruning: PrunableState | None = (
+            state if isinstance(state, PrunableState) else None
+        )
         self.failed: FailedJobStore | None = None
         for candidate in (jobs, state):
             holder: object = candidate

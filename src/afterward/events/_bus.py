@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from afterward._exceptions import ConfigError
@@ -21,6 +22,7 @@ from afterward.events._consumers import Consuming
 from afterward.events._core import BusCore, BusSettings
 from afterward.events._envelope import MAX_EVENT_BYTES, validate_topic
 from afterward.events._protocols import ConnectContext
+from afterward.events._prune import check_retention, prune
 from afterward.events._publish import Publishing
 from afterward.events._queue import (
     FailedJob,
@@ -32,13 +34,15 @@ from afterward.events._queue import (
     use_for_jobs,
     worker_spec,
 )
-from afterward.events._records import QueueDepth
+from afterward.events._records import Pruned, QueueDepth, TopicStorage
 from afterward.events._worker import Worker
 from afterward.events.backends import open_backend
 
 __all__ = ["DEFAULT_URL", "EventBus", "subscribe_worker"]
 
 DEFAULT_URL = "sqlite:///afterward.db"
+#: Events are kept a week unless a bus or topic says otherwise.
+DEFAULT_RETENTION = timedelta(days=7)
 
 
 def default_source() -> str:
@@ -85,6 +89,10 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
             SQLite consumer's throughput.
         source: the CloudEvents ``ce_source`` of the events this bus publishes (the app
             or service name); default the program's name (``sys.argv[0]``'s stem).
+        retention: how long events are kept (7 days by default; ``None``: forever);
+            :meth:`retention` sets it per topic. Processed IDs, key versions and flow
+            history go with them; dead letters and failed jobs stay. See
+            ``docs/events.md``.
     """
 
     def __init__(
@@ -98,6 +106,7 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
         outbox: bool = True,
         keep_history: bool = True,
         source: str | None = None,
+        retention: timedelta | None = DEFAULT_RETENTION,
     ) -> None:
         if source is None:
             source = default_source()
@@ -113,7 +122,14 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
             raise ConfigError(f"a bus URL must be a str, got {url!r}")
         self.url = url or os.environ.get("AFTERWARD_BUS") or DEFAULT_URL
         settings = BusSettings(
-            max_event_bytes, batch_size, poll_interval, claim_ttl, outbox, keep_history, source
+            max_event_bytes,
+            batch_size,
+            poll_interval,
+            claim_ttl,
+            outbox,
+            keep_history,
+            source,
+            check_retention(retention),
         )
         self._core = BusCore(self.url, open_backend(self.url), settings)
 
@@ -215,6 +231,38 @@ class EventBus(Publishing, Consuming, Operating, ConnectContext):
             NotFoundError: no failed job has that ID.
         """
         await discard_failed_job(self._core, failed_id)
+
+    # -- retention ----------------------------------------------------------------------
+
+    def retention(self, topic: str, keep: timedelta | None) -> None:
+        """Keep ``topic``'s events for ``keep`` (``None``: forever), instead of the bus's
+        ``retention``. Applied by the next pruning pass (on Kafka: the topic's
+        ``retention.ms``).
+
+        Raises:
+            PublishError: a bad topic name.
+            ConfigError: ``keep`` is not a positive timedelta or ``None``.
+        """
+        validate_topic(topic)
+        self._core.retentions[topic] = check_retention(keep, f"retention of {topic!r}")
+
+    async def prune(self) -> Pruned:
+        """Run a pruning pass now (``run()`` prunes in the background); what it removed."""
+        return await prune(self._core)
+
+    def prune_sync(self) -> Pruned:
+        """Sync twin of :meth:`prune`."""
+        return self._core.sync(prune(self._core))
+
+    async def storage(self) -> dict[str, TopicStorage]:
+        """Per topic: events stored, their size in bytes, the oldest one's time (``{}`` on
+        a backend that cannot tell: Kafka)."""
+        prunable = self._core.backend.prunable
+        return await prunable.storage() if prunable is not None else {}
+
+    def storage_sync(self) -> dict[str, TopicStorage]:
+        """Sync twin of :meth:`storage`."""
+        return self._core.sync(self.storage())
 
     async def event_count(self, topic: str) -> int:
         """How many events ``topic`` holds (every partition)."""

@@ -26,6 +26,7 @@ from afterward.events._envelope import Event, validate_topic
 from afterward.events._job_wire import worker_group
 from afterward.events._lease import Lease
 from afterward.events._protocols import GroupLog
+from afterward.events._prune import pruner
 from afterward.events._publish import relay_outboxes
 from afterward.events._queue import queue_of
 from afterward.events._subscription import Handler, Subscription
@@ -260,6 +261,18 @@ async def run(
     core.stopping = False
     await core.backend.connect()
     await relay_outboxes(core)
+    background = None if stop_when_idle else asyncio.create_task(pruner(core))
+    try:
+        await _run_loops(core, subs, specs, stop_when_idle)
+    finally:
+        if background is not None:
+            background.cancel()
+            await asyncio.gather(background, return_exceptions=True)
+
+
+async def _run_loops(
+    core: BusCore, subs: list[Subscription], specs: list[WorkerSpec], stop_when_idle: bool
+) -> None:
     while not core.stopping:
         try:
             async with asyncio.TaskGroup() as tasks:

@@ -45,6 +45,8 @@ class BusSettings:
     keep_history: bool
     #: ``ce_source`` of the events this bus writes.
     source: str = "afterward"
+    #: Seconds events are kept (``None``: forever), unless a topic has its own.
+    retention: float | None = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class BusCore:
         self.outboxes: dict[object, OutboxStore] = {}
         #: Queues whose jobs ``run()``/``drain()`` also work on.
         self.workers: dict[str, WorkerSpec] = {}
+        #: Per-topic retentions (``bus.retention(topic, ...)``), seconds or ``None``.
+        self.retentions: dict[str, float | None] = {}
         self.stopping = False
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -96,6 +100,10 @@ class BusCore:
         if self.url.startswith("memory://") and not self.url[len("memory://") :].strip("/"):
             return f"memory://private-{self.owner}"
         return self.url
+
+    def retention_of(self, topic: str) -> float | None:
+        """Seconds ``topic``'s events are kept (``None``: forever)."""
+        return self.retentions.get(topic, self.settings.retention)
 
     def sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on afterward's background loop and wait (the sync twins)."""

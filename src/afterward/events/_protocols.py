@@ -51,9 +51,11 @@ from afterward.events._records import (
     AppendRecord,
     Attempt,
     Done,
+    Pruned,
     StoredDeadLetter,
     StoredEvent,
     StoredSchema,
+    TopicStorage,
 )
 
 __all__ = [
@@ -69,6 +71,9 @@ __all__ = [
     "GroupState",
     "Log",
     "Member",
+    "PrunableLog",
+    "PrunableState",
+    "RetainedLog",
     "SchemaStore",
     "StateStore",
 ]
@@ -245,6 +250,47 @@ class StateStore(GroupState, Claims, DeadLetterStore, Protocol):
 @runtime_checkable
 class EventLog(Log, StateStore, Protocol):
     """A log that is its own state store (``memory://``, ``sqlite://``, ``redis://``)."""
+
+
+@runtime_checkable
+class PrunableLog(Protocol):
+    """A log that drops events past a retention itself, when asked (memory, SQLite,
+    Redis, PostgreSQL; Kafka's broker does it from the topic's ``retention.ms``, set
+    by :meth:`keep_for`)."""
+
+    async def topics(self) -> list[str]:
+        """Every topic that has events."""
+
+    async def prune(self, topic: str, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of ``topic``'s oldest events with a time before
+        ``before`` (POSIX seconds), with what indexes them (flows); return how many. The
+        newest event of each partition is kept (the next offset follows it). One short
+        write: a caller loops until it returns less than ``limit``."""
+
+    async def first_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset of the oldest event still stored."""
+
+    async def storage(self) -> dict[str, TopicStorage]:
+        """Per topic: events stored, their size, the oldest one's time."""
+
+
+@runtime_checkable
+class RetainedLog(Protocol):
+    """A log whose server keeps a retention of its own per topic (Kafka)."""
+
+    async def keep_for(self, topic: str, seconds: float | None) -> None:
+        """Make the server drop ``topic``'s events older than ``seconds`` (``None``:
+        keep them all)."""
+
+
+@runtime_checkable
+class PrunableState(Protocol):
+    """A state store that drops what it recorded before a time: processed IDs, key
+    versions, flow history (kept at least as long as the events they are about)."""
+
+    async def prune_state(self, before: float, limit: int) -> Pruned:
+        """Delete up to ``limit`` of each kind of record written before ``before``
+        (POSIX seconds) in one short write; return how many of each."""
 
 
 @runtime_checkable

@@ -19,6 +19,7 @@ __all__ = [
     "Attempt",
     "Done",
     "Headers",
+    "Pruned",
     "QueueDepth",
     "QueuedJob",
     "Reservation",
@@ -26,6 +27,7 @@ __all__ = [
     "StoredEvent",
     "StoredFailedJob",
     "StoredSchema",
+    "TopicStorage",
     "worker_died",
 ]
 
@@ -275,6 +277,47 @@ class StoredSchema:
     schema: str
     compatibility: str
     registered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one pruning pass removed (see ``EventBus.prune``).
+
+    Attributes:
+        events: events past their topic's retention.
+        processed: processed-ID records older than the retention.
+        versions: key versions older than the retention.
+        history: flow history entries (attempts) older than the retention.
+    """
+
+    events: int = 0
+    processed: int = 0
+    versions: int = 0
+    history: int = 0
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(
+            self.events + other.events,
+            self.processed + other.processed,
+            self.versions + other.versions,
+            self.history + other.history,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicStorage:
+    """How much a topic holds, for operators (``EventBus.storage``).
+
+    Attributes:
+        events: events stored.
+        bytes: their size as stored (values and headers; an estimate where the backend
+            cannot say exactly).
+        oldest: the oldest event's time (aware, UTC), or ``None`` when empty.
+    """
+
+    events: int
+    bytes: int
+    oldest: datetime | None
 
 
 def worker_died(attempt: int, tries: int) -> str:

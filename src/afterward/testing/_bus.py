@@ -34,13 +34,12 @@ class TestBus(EventBus):
         """Every event published so far (to ``topic`` when given), in publish order."""
         log = self._core.backend.log
         assert isinstance(log, MemoryLog)
-        logs = log._store.logs
         if topic is not None:
             # The log's own order: timestamps need not ascend (publishing threads).
-            return [decode_stored(stored_of(r, n)) for n, r in enumerate(logs.get(topic, []))]
+            return [decode_stored(stored_of(r, n)) for n, r in log.records(topic)]
         # Across topics only the publish times order them (a stable sort keeps ties).
         records = sorted(
-            ((n, r) for log in logs.values() for n, r in enumerate(log)),
+            (item for name in list(log._store.logs) for item in log.records(name)),
             key=lambda item: item[1].timestamp,
         )
         return [decode_stored(stored_of(r, n)) for n, r in records]

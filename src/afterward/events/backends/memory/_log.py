@@ -16,11 +16,13 @@ from afterward.events._records import (
     AppendRecord,
     Attempt,
     Done,
+    Pruned,
     QueuedJob,
     StoredDeadLetter,
     StoredEvent,
     StoredFailedJob,
     StoredSchema,
+    TopicStorage,
 )
 
 __all__ = ["HISTORY_LIMIT", "JobEntry", "MemoryLog", "Store", "store_of", "stored_of"]
@@ -47,8 +49,13 @@ class Store:
     """Everything one ``memory://`` URL holds."""
 
     logs: dict[str, list[AppendRecord]] = field(default_factory=dict)
+    #: topic -> offset of ``logs[topic][0]`` (events before it were pruned)
+    bases: dict[str, int] = field(default_factory=dict)
     positions: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
-    processed: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> id -> topic
+    #: group -> event ID -> (topic, when it was recorded)
+    processed: dict[str, dict[str, tuple[str, float]]] = field(default_factory=dict)
+    #: (group, topic) -> key -> when its version was last raised
+    version_times: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     versions: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     claims: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     dead: dict[str, StoredDeadLetter] = field(default_factory=dict)
@@ -100,33 +107,65 @@ class MemoryLog(ConnectContext):
 
     # -- the log ----------------------------------------------------------------------
 
+    def records(self, topic: str) -> list[tuple[int, AppendRecord]]:
+        """Every stored record of ``topic`` with its offset (for the test kit)."""
+        base = self._store.bases.get(topic, 0)
+        return [(base + i, r) for i, r in enumerate(self._store.logs.get(topic, []))]
+
     async def append(self, records: Sequence[AppendRecord]) -> None:
         for record in records:
             log = self._store.logs.setdefault(record.topic, [])
+            offset = self._store.bases.get(record.topic, 0) + len(log)
             if record.correlation_id is not None:
                 flow = self._store.flows.setdefault(record.correlation_id, [])
-                flow.append((record.topic, len(log)))
+                flow.append((record.topic, offset))
             log.append(record)
 
     async def read(
         self, topic: str, positions: Mapping[int, int], limit: int
     ) -> Sequence[StoredEvent]:
         log = self._store.logs.get(topic, [])
-        start = positions.get(0, 0)
-        return [
-            stored_of(log[offset], offset) for offset in range(start, min(len(log), start + limit))
-        ]
+        base = self._store.bases.get(topic, 0)
+        start = max(positions.get(0, 0), base)
+        end = min(base + len(log), start + limit)
+        return [stored_of(log[offset - base], offset) for offset in range(start, end)]
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         log = self._store.logs.get(topic)
-        return {} if log is None else {0: len(log)}
+        return {} if log is None else {0: self._store.bases.get(topic, 0) + len(log)}
 
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
-        log = self._store.logs.get(topic, [])
         # Not a bisect: timestamps need not ascend with offsets (publishers on several
         # threads, a clock stepping back, dead letters handed back to the topic).
         at = since.timestamp()
-        return {0: next((i for i, r in enumerate(log) if r.timestamp >= at), len(log))}
+        found = self.records(topic)
+        end = (await self.end_offsets(topic)).get(0, 0)
+        return {0: next((o for o, r in found if r.timestamp >= at), end)}
+
+    # -- retention (PrunableLog) --------------------------------------------------------
+
+    async def topics(self) -> list[str]:
+        return sorted(t for t, log in self._store.logs.items() if log)
+
+    async def prune(self, topic: str, before: float, limit: int) -> int:
+        log = self._store.logs.get(topic, [])
+        count = 0
+        while count < limit and len(log) > 1 and log[0].timestamp < before:
+            log.pop(0)  # the newest stays: the next offset follows it
+            count += 1
+        self._store.bases[topic] = self._store.bases.get(topic, 0) + count
+        return count
+
+    async def first_offsets(self, topic: str) -> dict[int, int]:
+        return {0: self._store.bases.get(topic, 0)} if topic in self._store.logs else {}
+
+    async def storage(self) -> dict[str, TopicStorage]:
+        found = {}
+        for topic, log in sorted(self._store.logs.items()):
+            size = sum(len(r.value) + sum(len(n) + len(v) for n, v in r.headers) for r in log)
+            oldest = min((r.event.occurred_at for r in log), default=None)
+            found[topic] = TopicStorage(len(log), size, oldest)
+        return found
 
     # -- groups -----------------------------------------------------------------------
 
@@ -162,11 +201,14 @@ class MemoryLog(ConnectContext):
         self._store.positions.setdefault((group, topic), {}).update(positions)
         processed = self._store.processed.setdefault(group, {})
         versions = self._store.versions.setdefault((group, topic), {})
+        times = self._store.version_times.setdefault((group, topic), {})
+        now = time.time()
         for item in done:
             if item.processed:
-                processed[item.event_id] = topic
+                processed[item.event_id] = (topic, now)
             if item.key is not None and item.version is not None:
                 versions[item.key] = max(item.version, versions.get(item.key, item.version))
+                times[item.key] = now
 
     async def processed(self, group: str, event_ids: Sequence[str]) -> set[str]:
         processed = self._store.processed.get(group, {})
@@ -182,7 +224,7 @@ class MemoryLog(ConnectContext):
         self._store.positions.setdefault((group, topic), {}).update(positions)
         if forget:
             processed = self._store.processed.get(group, {})
-            for event_id in [i for i, t in processed.items() if t == topic]:
+            for event_id in [i for i, (t, _) in processed.items() if t == topic]:
                 del processed[event_id]
             self._store.versions.pop((group, topic), None)
 
@@ -229,11 +271,41 @@ class MemoryLog(ConnectContext):
     # -- flows (the optional FlowLog capability) --------------------------------------
 
     async def events_for(self, correlation_id: str, limit: int) -> Sequence[StoredEvent]:
-        logs = self._store.logs
-        return [
-            stored_of(logs[topic][offset], offset)
-            for topic, offset in self._store.flows.get(correlation_id, [])[:limit]
-        ]
+        found: list[StoredEvent] = []
+        for topic, offset in self._store.flows.get(correlation_id, []):
+            index = offset - self._store.bases.get(topic, 0)
+            if index >= 0 and len(found) < limit:  # else pruned
+                found.append(stored_of(self._store.logs[topic][index], offset))
+        return found
+
+    # -- retention (PrunableState) ------------------------------------------------------
+
+    async def prune_state(self, before: float, limit: int) -> Pruned:
+        processed = versions = 0
+        for ids in self._store.processed.values():
+            old = [i for i, (_, at) in ids.items() if at < before][: limit - processed]
+            for event_id in old:
+                del ids[event_id]
+            processed += len(old)
+        for pair, times in self._store.version_times.items():
+            old = [k for k, at in times.items() if at < before][: limit - versions]
+            for key in old:
+                del times[key]
+                self._store.versions.get(pair, {}).pop(key, None)
+            versions += len(old)
+        history = 0
+        while self._store.attempts and history < limit:
+            if self._store.attempts[0].at.timestamp() >= before:
+                break
+            self._store.attempts.popleft()
+            history += 1
+        for cid in list(self._store.flows):
+            kept = [(t, o) for t, o in self._store.flows[cid] if o >= self._store.bases.get(t, 0)]
+            if kept:
+                self._store.flows[cid] = kept
+            else:
+                del self._store.flows[cid]
+        return Pruned(0, processed, versions, history)
 
     async def add_attempts(self, attempts: Sequence[Attempt]) -> None:
         self._store.attempts.extend(attempts)

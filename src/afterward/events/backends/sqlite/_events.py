@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from afterward.events._envelope import Event
-from afterward.events._records import AppendRecord, Attempt, StoredEvent
+from afterward.events._records import AppendRecord, Attempt, StoredEvent, TopicStorage
 from afterward.events._wire import loads
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -24,8 +24,12 @@ __all__ = [
     "attempts_for",
     "end_offsets",
     "events_for",
+    "first_offsets",
     "offsets_for_time",
+    "prune",
     "read",
+    "storage",
+    "topics",
 ]
 
 
@@ -162,3 +166,50 @@ def attempts_for(conn: sqlite3.Connection, correlation_id: str, limit: int) -> l
         Attempt(cid, grp, topic, id_, attempt, outcome, datetime.fromtimestamp(at, UTC), error)
         for cid, at, grp, topic, id_, attempt, outcome, error in rows
     ]
+
+
+def topics(conn: sqlite3.Connection) -> list[str]:
+    """Every topic with events."""
+    return [t for (t,) in conn.execute("SELECT DISTINCT topic FROM afterward_events ORDER BY 1")]
+
+
+def prune(conn: sqlite3.Connection, topic: str, before: float, limit: int) -> int:
+    """Delete up to ``limit`` of the topic's oldest events before ``before`` (the newest
+    stays: the next offset follows it) and their flow index rows."""
+    last = _last_offset(conn, topic)
+    if last is None:
+        return 0
+    gone = conn.execute(
+        "DELETE FROM afterward_events WHERE topic = ? AND off IN (SELECT off FROM "
+        "afterward_events WHERE topic = ? AND off < ? AND ts < ? ORDER BY off LIMIT ?) "
+        "RETURNING off",
+        (topic, topic, last, before, limit),
+    ).fetchall()
+    if gone:
+        conn.execute(
+            "DELETE FROM afterward_flow_events WHERE topic = ? AND off <= ? AND off NOT IN "
+            "(SELECT off FROM afterward_events WHERE topic = ?)",
+            (topic, max(o for (o,) in gone), topic),
+        )
+    return len(gone)
+
+
+def first_offsets(conn: sqlite3.Connection, topic: str) -> dict[int, int]:
+    """``{0: the oldest offset stored}``, or ``{}``."""
+    (first,) = conn.execute(
+        "SELECT MIN(off) FROM afterward_events WHERE topic = ?", (topic,)
+    ).fetchone()
+    return {} if first is None else {0: int(first)}
+
+
+def storage(conn: sqlite3.Connection) -> dict[str, TopicStorage]:
+    """Per topic: events, bytes (values and headers), the oldest time."""
+    rows = conn.execute(
+        "SELECT topic, COUNT(*), SUM(LENGTH(value) + COALESCE(LENGTH(headers), 0) + "
+        "LENGTH(id) + COALESCE(LENGTH(cid), 0) + COALESCE(LENGTH(key), 0)), MIN(ts) "
+        "FROM afterward_events GROUP BY topic ORDER BY topic"
+    )
+    return {
+        topic: TopicStorage(count, int(size or 0), datetime.fromtimestamp(oldest, UTC))
+        for topic, count, size, oldest in rows
+    }

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from afterward.events._records import Done, StoredDeadLetter, StoredEvent
+from afterward.events._records import Done, Pruned, StoredDeadLetter, StoredEvent
 from afterward.events._wire import pack_headers, unpack_headers
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "key_versions",
     "positions",
     "processed",
+    "prune_state",
     "register",
     "release",
     "rewind",
@@ -105,16 +106,17 @@ def commit(
 ) -> None:
     """Positions, processed IDs and raised key versions, in the caller's transaction."""
     _set_positions(conn, group, topic, moved)
+    now = time.time()
     conn.executemany(
-        "INSERT OR IGNORE INTO afterward_processed VALUES (?, ?, ?)",
-        [(group, d.event_id, topic) for d in done if d.processed],
+        "INSERT OR IGNORE INTO afterward_processed VALUES (?, ?, ?, ?)",
+        [(group, d.event_id, topic, now) for d in done if d.processed],
     )
     conn.executemany(
-        "INSERT INTO afterward_versions VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (grp, topic, key) DO UPDATE SET version = excluded.version "
-        "WHERE excluded.version > afterward_versions.version",
+        "INSERT INTO afterward_versions VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (grp, topic, key) DO UPDATE SET version = excluded.version, "
+        "at = excluded.at WHERE excluded.version > afterward_versions.version",
         [
-            (group, topic, d.key, d.version)
+            (group, topic, d.key, d.version, now)
             for d in done
             if d.key is not None and d.version is not None
         ],
@@ -256,3 +258,21 @@ def _letter(row: tuple[Any, ...]) -> StoredDeadLetter:
         attempts=attempts,
         failed_at=datetime.fromtimestamp(failed_at, UTC),
     )
+
+
+def prune_state(conn: sqlite3.Connection, before: float, limit: int) -> Pruned:
+    """Delete up to ``limit`` processed IDs, key versions and attempts recorded before
+    ``before`` (each an index range scan)."""
+    counts = []
+    for table, key in (
+        ("afterward_processed", "grp, id"),
+        ("afterward_versions", "grp, topic, key"),
+        ("afterward_attempts", "rowid"),
+    ):
+        cursor = conn.execute(
+            f"DELETE FROM {table} WHERE ({key}) IN "
+            f"(SELECT {key} FROM {table} WHERE at < ? ORDER BY at LIMIT ?)",
+            (before, limit),
+        )
+        counts.append(cursor.rowcount)
+    return Pruned(0, *counts)

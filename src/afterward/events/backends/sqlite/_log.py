@@ -16,9 +16,11 @@ from afterward.events._records import (
     AppendRecord,
     Attempt,
     Done,
+    Pruned,
     StoredDeadLetter,
     StoredEvent,
     StoredSchema,
+    TopicStorage,
 )
 from afterward.events.backends.sqlite import _events, _groups, _schemas
 from afterward.events.backends.sqlite._db import SQLiteFile, path_of
@@ -173,3 +175,27 @@ class SQLiteLog(ConnectContext):
 
     async def add_schema(self, schema: StoredSchema) -> bool:
         return await self.db.run(_call(_schemas.add_schema, schema=schema), write=True)
+
+    # -- retention (PrunableLog, PrunableState) ---------------------------------------
+
+    async def topics(self) -> list[str]:
+        return await self.db.run(_events.topics)
+
+    async def prune(self, topic: str, before: float, limit: int) -> int:
+        return await self.db.run(
+            _call(_events.prune, topic=topic, before=before, limit=limit), write=True
+        )
+
+    async def first_offsets(self, topic: str) -> dict[int, int]:
+        return await self.db.run(_call(_events.first_offsets, topic=topic))
+
+    async def storage(self) -> dict[str, TopicStorage]:
+        return await self.db.run(_events.storage)
+
+    async def prune_state(self, before: float, limit: int) -> Pruned:
+        return await self.db.run(_call(_groups.prune_state, before=before, limit=limit), write=True)
+
+    async def checkpoint(self) -> None:
+        """Fold the write-ahead log back into the file (after pruning): a passive
+        checkpoint, so it never waits for readers."""
+        await self.db.run(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)"))

@@ -3,7 +3,8 @@
 Files are versioned with ``PRAGMA user_version`` (:data:`~._schema.VERSION`). Version 1
 (afterward 0.1, before CloudEvents) kept each event as one JSON envelope in a
 ``payload`` column; version 2 keeps its fields as columns and dead letters as records
-(value and headers). The upgrade runs in one ``BEGIN IMMEDIATE`` transaction, so a
+(value and headers); version 3 adds when each processed ID and key version was
+recorded (retention prunes by it). The upgrade runs in one ``BEGIN IMMEDIATE`` transaction, so a
 crash leaves the file as it was, and two processes opening it at once upgrade it once.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import datetime
 
 from afterward.events._envelope import Event
@@ -98,6 +100,14 @@ def migrate(conn: sqlite3.Connection) -> None:
                 _upgrade_events(conn)
             if "payload" in _columns(conn, "afterward_dead_letters"):
                 _upgrade_dead_letters(conn)
+            for table in ("afterward_processed", "afterward_versions"):
+                columns = _columns(conn, table)
+                if columns and "at" not in columns:
+                    # Recorded "now": kept a whole retention from the upgrade, so no
+                    # processed ID goes before the events it is about.
+                    conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN at REAL NOT NULL DEFAULT {time.time()!r}"
+                    )
             conn.execute(f"PRAGMA user_version = {VERSION}")
         conn.execute("COMMIT")
     except BaseException:

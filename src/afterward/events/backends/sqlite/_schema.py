@@ -13,8 +13,9 @@ from __future__ import annotations
 
 __all__ = ["SCHEMA", "VERSION"]
 
-#: ``PRAGMA user_version`` of files in this format (1: the envelope format of 0.1).
-VERSION = 2
+#: ``PRAGMA user_version`` of files in this format (1: the envelope format of 0.1; 2:
+#: events as columns; 3: processed IDs and key versions carry when they were recorded).
+VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS afterward_events (
@@ -25,11 +26,13 @@ CREATE TABLE IF NOT EXISTS afterward_positions (
     grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, pos INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS afterward_processed (
-    grp TEXT NOT NULL, id TEXT NOT NULL, topic TEXT NOT NULL,
+    grp TEXT NOT NULL, id TEXT NOT NULL, topic TEXT NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (grp, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS afterward_processed_at ON afterward_processed (at);
 CREATE TABLE IF NOT EXISTS afterward_versions (
     grp TEXT NOT NULL, topic TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
-    PRIMARY KEY (grp, topic, key)) WITHOUT ROWID;
+    at REAL NOT NULL, PRIMARY KEY (grp, topic, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS afterward_versions_at ON afterward_versions (at);
 CREATE TABLE IF NOT EXISTS afterward_claims (
     grp TEXT NOT NULL, topic TEXT NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (grp, topic)) WITHOUT ROWID;
@@ -45,6 +48,7 @@ CREATE TABLE IF NOT EXISTS afterward_attempts (
     cid TEXT NOT NULL, at REAL NOT NULL, grp TEXT NOT NULL, topic TEXT NOT NULL,
     id TEXT NOT NULL, attempt INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
 CREATE INDEX IF NOT EXISTS afterward_attempts_cid ON afterward_attempts (cid, at);
+CREATE INDEX IF NOT EXISTS afterward_attempts_at ON afterward_attempts (at);
 CREATE TABLE IF NOT EXISTS afterward_batches (
     grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, start INTEGER NOT NULL,
     stop INTEGER NOT NULL, PRIMARY KEY (grp, topic, part)) WITHOUT ROWID;
