@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal, Protocol
 
-from afterward import _loop
+from afterward import _loop, _telemetry
 from afterward._config import check_grace, settings
 from afterward._context import _correlation_id
 from afterward._stats import incr
@@ -55,6 +55,8 @@ class Callback(Protocol):
     always: bool
     correlation_id: str
     state: CallbackState
+    #: What the tracer captured when it was deferred (:mod:`afterward._telemetry`).
+    origin: object | None
 
 
 class Runnable(Hashable, Protocol):
@@ -173,7 +175,12 @@ async def _run(scope: Runnable) -> None:
             callback.state = "running"
             _correlation_id.set(callback.correlation_id)
             try:
-                await _call(callback)
+                tracing = _telemetry.tracing
+                if tracing is None:
+                    await _call(callback)
+                else:
+                    with tracing.deferred(callback.name, callback.origin):
+                        await _call(callback)
             except Exception as exc:
                 callback.state = "failed"
                 incr("defer.failed")

@@ -15,7 +15,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Literal
 
-from afterward import _loop, _runtime
+from afterward import _loop, _runtime, _telemetry
 from afterward._context import _correlation_id, is_valid_correlation_id, new_correlation_id
 from afterward._exceptions import (
     BlockingCallError,
@@ -46,7 +46,7 @@ class DeferredCallback:
             over then, e.g. a deferred job moved to the durable queue).
     """
 
-    __slots__ = ("always", "args", "correlation_id", "fn", "kwargs", "name", "state")
+    __slots__ = ("always", "args", "correlation_id", "fn", "kwargs", "name", "origin", "state")
 
     def __init__(
         self,
@@ -64,6 +64,8 @@ class DeferredCallback:
         self.always = always
         self.correlation_id = correlation_id
         self.state: CallbackState = "pending"
+        #: The span it was deferred in, when traced: its span links to it.
+        self.origin: object | None = None
 
     def __repr__(self) -> str:
         return f"<DeferredCallback {self.name!r} {self.state}>"
@@ -365,6 +367,8 @@ def defer(
         _correlation_id.get() or current.correlation_id,
     )
     incr("defer.registered")
+    if _telemetry.tracing is not None:
+        callback.origin = _telemetry.tracing.capture()
     if after_commit and _providers:
         transaction = current_transaction()
         if transaction is not None:

@@ -31,9 +31,11 @@ def test_an_event_is_written_as_a_binary_cloudevent() -> None:
         correlation_id="cid-1",
         occurred_at=WHEN,
         headers={"x-tenant": "acme"},
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
     )
-    trace = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-    value, headers = encode(event, "shop", trace=[("traceparent", trace)])
+    trace = event.traceparent
+    assert trace is not None
+    value, headers = encode(event, "shop")
     assert json.loads(value) == {"order_id": 7, "note": "café"}
     assert "café".encode() in value  # UTF-8, not \\u escapes
     found = dict(headers)
@@ -53,6 +55,17 @@ def test_an_event_is_written_as_a_binary_cloudevent() -> None:
     assert (back.id, back.key, back.version, back.correlation_id) == ("e-1", "order-7", 3, "cid-1")
     assert back.occurred_at == WHEN and back.headers == {"x-tenant": "acme"}
     assert back.data == event.data
+    assert (back.traceparent, back.tracestate) == (trace, None)
+
+
+def test_the_trace_context_travels_in_traceparent_and_tracestate() -> None:
+    trace = "00-" + "c" * 32 + "-" + "d" * 16 + "-01"
+    event = Event("e-2", "t", {}, traceparent=trace, tracestate="vendor=1")
+    value, headers = encode(event, "shop")
+    assert (b"traceparent" not in value) and ("tracestate", b"vendor=1") in headers
+    back = decode("t", 0, 0, value, headers)
+    assert (back.traceparent, back.tracestate) == (trace, "vendor=1")
+    assert "traceparent" not in back.headers  # not one of the event's own headers
 
 
 def test_a_plain_json_record_gets_a_stable_id_from_where_it_sits() -> None:

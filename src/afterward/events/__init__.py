@@ -5,6 +5,7 @@
 
 from afterward.events._bus import EventBus, subscribe_worker
 from afterward.events._envelope import DeadLetter, Event
+from afterward.events._gauges import Gauges, read_gauges
 from afterward.events._job_wire import (
     JOB_TOPIC_PREFIX,
     WORKER_GROUP_PREFIX,
@@ -30,6 +31,7 @@ __all__ = [
     "Event",
     "EventBus",
     "FailedJob",
+    "Gauges",
     "Pruned",
     "QueueDepth",
     "StoredSchema",
@@ -41,6 +43,7 @@ __all__ = [
     "maybe_await",
     "read_dead_letters",
     "read_failed_jobs",
+    "read_gauges",
     "subscribe_worker",
     "worker_group",
 ]

@@ -208,12 +208,14 @@ class Operating:
             # The group ran it successfully meanwhile (the producer published the same
             # ID again, or the letter was handed back): never a second successful run.
             await discard_dead_letter(core, dead_letter_id)
-            incr("events.duplicate")
+            incr("events.duplicate", labels=(stored.group, stored.topic))
             return True
         retry_sub = replace(sub, retries=0)
         flow = core.backend.flow if core.settings.keep_history else None
         history: list[Attempt] | None = [] if flow is not None else None
-        attempts, error, tb = await run_handler(retry_sub, event, stored.attempts + 1, history)
+        attempts, error, tb = await run_handler(
+            retry_sub, event, stored.attempts + 1, history, system=core.backend.scheme
+        )
         if flow is not None and history is not None:
             if error is not None:
                 history.append(
@@ -225,7 +227,7 @@ class Operating:
                 stored.group, stored.topic, {}, [Done(event.id, event.key, event.version)]
             )
             await discard_dead_letter(core, dead_letter_id)
-            incr("events.handled")
+            incr("events.handled", labels=(stored.group, stored.topic))
             return True
         await state.update_dead_letter(
             replace(stored, error=error_text(error), traceback=tb, attempts=attempts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -24,7 +25,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import cast
 
-from afterward._stats import incr
+from afterward import _telemetry
+from afterward._stats import incr, observe
 from afterward.defer import DeferScope
 from afterward.events._backend import Backend
 from afterward.events._envelope import Event
@@ -45,7 +47,20 @@ __all__ = [
 logger = logging.getLogger("afterward.events")
 
 
-async def _call(sub: Subscription, event: Event) -> None:
+async def _call(sub: Subscription, event: Event, system: str) -> None:
+    tracing = _telemetry.tracing
+    started = time.perf_counter()
+    try:
+        if tracing is None:
+            await _handle(sub, event)
+            return
+        with tracing.consume(system, sub.group, event):
+            await _handle(sub, event)
+    finally:
+        observe("events.handler_seconds", (sub.group, sub.topic), time.perf_counter() - started)
+
+
+async def _handle(sub: Subscription, event: Event) -> None:
     async with DeferScope(event.correlation_id):
         if sub.inbox is not None:
             from afterward.events._inbox import run_in_inbox
@@ -85,16 +100,21 @@ async def run_handler(
     event: Event,
     first_attempt: int = 1,
     history: list[Attempt] | None = None,
+    *,
+    system: str = "afterward",
 ) -> tuple[int, BaseException | None, str]:
     """Run the handler with retries; return (attempts made, last error, its traceback).
 
     With ``history``, append a ``handled`` or ``failed`` :class:`Attempt` per run.
+    ``system`` (the backend's URL scheme) names the messaging system in traces.
     """
     attempt = first_attempt
     last_attempt = first_attempt + sub.retries
     while True:
         try:
-            await _call(sub, event if event.attempt == attempt else replace(event, attempt=attempt))
+            await _call(
+                sub, event if event.attempt == attempt else replace(event, attempt=attempt), system
+            )
             if history is not None:
                 history.append(attempt_of(sub, event, attempt, "handled"))
             return attempt, None, ""
@@ -113,7 +133,7 @@ async def run_handler(
             )
             if attempt >= last_attempt:
                 return attempt, exc, tb
-            incr("events.retried")
+            incr("events.retried", labels=(sub.group, sub.topic))
             await asyncio.sleep(sub.delay_before(attempt - first_attempt + 1))
             attempt += 1
 
@@ -165,7 +185,7 @@ class _Batch:
 
     async def run_one(self, stored: StoredEvent, event: Event) -> None:
         if event.id in self.seen:
-            incr("events.duplicate")
+            incr("events.duplicate", labels=(self.sub.group, self.sub.topic))
             if self.history is not None:
                 self.history.append(attempt_of(self.sub, event, event.attempt, "duplicate"))
             return
@@ -173,7 +193,7 @@ class _Batch:
         if event.key is not None and event.version is not None:
             known = self.versions.get(event.key)
             if known is not None and known >= event.version:
-                incr("events.stale")
+                incr("events.stale", labels=(self.sub.group, self.sub.topic))
                 if self.history is not None:
                     self.history.append(attempt_of(self.sub, event, event.attempt, "stale"))
                 self.done.append(Done(event.id))
@@ -190,9 +210,11 @@ class _Batch:
                 await self.dead_letter(stored, event, _died_during(count), "", count)
                 return
             first = count + 1
-        attempts, error, tb = await run_handler(self.sub, event, first, self.history)
+        attempts, error, tb = await run_handler(
+            self.sub, event, first, self.history, system=self.backend.scheme
+        )
         if error is None:
-            incr("events.handled")
+            incr("events.handled", labels=(self.sub.group, self.sub.topic))
             if event.key is not None and event.version is not None:
                 self.versions[event.key] = event.version
             done = Done(event.id, event.key, event.version)
@@ -206,7 +228,7 @@ class _Batch:
         self, stored: StoredEvent, event: Event, error: str, tb: str, attempts: int
     ) -> None:
         """Store the event as a dead letter; the group moves on past it."""
-        incr("events.dead_lettered")
+        incr("events.dead_lettered", labels=(self.sub.group, self.sub.topic))
         await add_dead_letter(
             self.backend,
             StoredDeadLetter(

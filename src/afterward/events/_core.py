@@ -126,7 +126,8 @@ class BusCore:
             if not records:
                 return
         await self.backend.log.append(records)
-        incr("events.published", len(records))
+        for record in records:
+            incr("events.published", labels=(record.topic,))
         self._wake()
 
     async def enqueue(self, jobs: list[QueuedJob]) -> None:

@@ -40,6 +40,9 @@ class Event:
         occurred_at: when it was published (aware, UTC).
         attempt: the delivery attempt of this handler run, from 1.
         headers: string metadata.
+        traceparent: the W3C trace context it was published in (``traceparent`` on the
+            wire), or ``None``; a handler's span continues that trace.
+        tracestate: the W3C ``tracestate`` that came with it, or ``None``.
         session: inside a handler subscribed with ``inbox=``, the SQLAlchemy session
             whose transaction records the event as processed; ``None`` otherwise.
     """
@@ -53,6 +56,8 @@ class Event:
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     attempt: int = 1
     headers: dict[str, str] = field(default_factory=dict)
+    traceparent: str | None = field(default=None, repr=False, compare=False)
+    tracestate: str | None = field(default=None, repr=False, compare=False)
     session: Any = field(default=None, repr=False, compare=False)
 
 

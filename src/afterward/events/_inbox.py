@@ -84,7 +84,7 @@ def _claimed(sub: Subscription, event: Event) -> Iterator[Session | None]:
     _ensure_table_sync(factory)
     with factory() as session, session.begin():
         if not _claim_sync(session, sub.group, event.id):
-            incr("events.duplicate")
+            incr("events.duplicate", labels=(sub.group, sub.topic))
             yield None
             return
         yield session
@@ -117,7 +117,7 @@ async def _run_async(sub: Subscription, event: Event) -> None:
     async with factory() as session, session.begin():
         claimed = await session.run_sync(lambda s: _claim_sync(s, sub.group, event.id))
         if not claimed:
-            incr("events.duplicate")
+            incr("events.duplicate", labels=(sub.group, sub.topic))
             return
         result = sub.handler(replace(event, session=session))
         if inspect.isawaitable(result):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
+from afterward import _telemetry
 from afterward._context import correlation_id, new_correlation_id
 from afterward._exceptions import PublishError
 from afterward.events._core import BusCore
@@ -56,6 +58,7 @@ def draft(
     if headers:
         check_headers(topic, headers)
     core.schemas.check(topic, data)
+    tracing = _telemetry.tracing
     event = Event(
         id=id or new_correlation_id(),  # a UUID4, made cheaply
         topic=topic,
@@ -66,6 +69,8 @@ def draft(
         occurred_at=datetime.now(UTC),
         headers=dict(headers or {}),
     )
+    if tracing is not None:  # the publish span's context, for the consumers to continue
+        event.traceparent, event.tracestate = tracing.current_trace()
     record = record_of(event, core.settings.source)
     size = len(record.value) + sum(len(n) + len(v) for n, v in record.headers)
     cap = core.settings.max_event_bytes
@@ -114,6 +119,12 @@ async def relay_outboxes(core: BusCore, database: Any = None) -> int:
     for store in list(core.outboxes.values()):
         moved += await asyncio.to_thread(relay, core, store)
     return moved
+
+
+def _producer(core: BusCore, topic: str) -> AbstractContextManager[_telemetry.SpanLike]:
+    """The PRODUCER span of a publish to ``topic`` (only called while tracing)."""
+    assert _telemetry.tracing is not None
+    return _telemetry.tracing.publish(core.backend.scheme, topic)
 
 
 class Publishing:
@@ -198,6 +209,22 @@ class Publishing:
             SchemaError: the data does not match the topic's schema. Nothing is written.
             BackendError: the backend failed.
         """
+        if _telemetry.tracing is None:
+            return await self._publish(topic, data, key, version, id, headers)
+        with _producer(self._core, topic) as span:
+            event = await self._publish(topic, data, key, version, id, headers)
+            span.set_attribute("messaging.message.id", event.id)
+            return event
+
+    async def _publish(
+        self,
+        topic: str,
+        data: Any,
+        key: str | None,
+        version: int | None,
+        id: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> Event:
         core = self._core
         if core.schemas.stale(validate_topic(topic)):
             await core.schemas.refresh(topic)
@@ -215,6 +242,22 @@ class Publishing:
         headers: Mapping[str, str] | None = None,
     ) -> Event:
         """Sync twin of :meth:`publish` (the outbox works the same way)."""
+        if _telemetry.tracing is not None:
+            with _producer(self._core, topic) as span:
+                event = self._publish_sync(topic, data, key, version, id, headers)
+                span.set_attribute("messaging.message.id", event.id)
+                return event
+        return self._publish_sync(topic, data, key, version, id, headers)
+
+    def _publish_sync(
+        self,
+        topic: str,
+        data: Any,
+        key: str | None,
+        version: int | None,
+        id: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> Event:
         core = self._core
         if core.schemas.stale(validate_topic(topic)):
             core.sync(core.schemas.refresh(topic))
@@ -232,6 +275,14 @@ class Publishing:
             items: mappings with ``data`` and optionally ``key``, ``version``, ``id``,
                 ``headers`` (the arguments of :meth:`publish`).
         """
+        if _telemetry.tracing is None:
+            return await self._publish_many(topic, items)
+        with _producer(self._core, topic) as span:
+            events = await self._publish_many(topic, items)
+            span.set_attribute("messaging.batch.message_count", len(events))
+            return events
+
+    async def _publish_many(self, topic: str, items: Iterable[Mapping[str, Any]]) -> list[Event]:
         validate_topic(topic)
         if self._core.schemas.stale(topic):
             await self._core.schemas.refresh(topic)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -110,15 +110,13 @@ def encode_data(topic: str, data: Any) -> bytes:
         ) from exc
 
 
-def encode(
-    event: Event, source: str, trace: Sequence[tuple[str, str]] = ()
-) -> tuple[bytes, Headers]:
-    """The record value and headers of ``event`` (see the module docstring).
+def encode(event: Event, source: str) -> tuple[bytes, Headers]:
+    """The record value and headers of ``event`` (see the module docstring); its
+    ``traceparent``/``tracestate``, when set, become those headers.
 
     Args:
         event: the event.
         source: ``ce_source``.
-        trace: ``traceparent``/``tracestate`` headers of the active trace, if any.
 
     Raises:
         PublishError: the data is not JSON-serializable.
@@ -136,7 +134,10 @@ def encode(
         headers.append(("ce_correlationid", event.correlation_id.encode()))
     if event.version is not None:
         headers.append(("ce_eventversion", str(event.version).encode()))
-    headers += [(name, value.encode()) for name, value in trace]
+    if event.traceparent is not None:
+        headers.append(("traceparent", event.traceparent.encode()))
+        if event.tracestate:
+            headers.append(("tracestate", event.tracestate.encode()))
     headers += [(name, value.encode()) for name, value in event.headers.items()]
     return value, tuple(headers)
 
@@ -247,6 +248,8 @@ def decode(
         correlation_id=attributes.get("correlationid"),
         occurred_at=_time(attributes.get("time"), timestamp),
         headers=others,
+        traceparent=attributes.get("traceparent"),
+        tracestate=attributes.get("tracestate"),
     )
 
 
@@ -279,16 +282,18 @@ def _from_structured(
         else str(envelope["correlationid"]),
         occurred_at=_time(envelope.get("time"), timestamp),
         headers=headers,
+        traceparent=_optional_text(envelope.get("traceparent")),
+        tracestate=_optional_text(envelope.get("tracestate")),
     )
 
 
-def record_of(event: Event, source: str, trace: Sequence[tuple[str, str]] = ()) -> AppendRecord:
+def record_of(event: Event, source: str) -> AppendRecord:
     """The record that carries ``event`` (see :func:`encode`).
 
     Raises:
         PublishError: the data is not JSON-serializable.
     """
-    value, headers = encode(event, source, trace)
+    value, headers = encode(event, source)
     return AppendRecord(event, value, headers)
 
 

@@ -168,7 +168,7 @@ class Worker:
         job = reservation.job
         payload = replace(payload_of(job.payload), attempt=reservation.attempt)
         started = datetime.now(UTC)
-        error = await attempt(payload)
+        error = await attempt(payload, self.queue)
         outcome = "handled"
         if error is None:
             done = await self._jobs.ack(self.queue, self.name, job.id)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from afterward import _telemetry
 from afterward._context import correlation_id
 from afterward._stats import incr
 from afterward.http import _client
@@ -113,6 +114,34 @@ async def _attempt(
     *,
     catch: bool,
 ) -> Outcome:
+    tracing = _telemetry.tracing
+    if tracing is None:
+        outcome = await _send_once(client, built, options, lane)
+    else:
+        with tracing.http_client(built) as span:
+            outcome = await _send_once(client, built, options, lane)
+            if isinstance(outcome, httpx.Response):
+                span.set_attribute("http.response.status_code", outcome.status_code)
+            else:
+                span.fail(outcome)
+    incr("http.requests", labels=(built.url.host, _outcome_label(outcome)))
+    if not catch and isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def _outcome_label(outcome: Outcome) -> str:
+    """``afterward_http_requests_total``'s outcome: ok, http_4xx, http_5xx, timeout, error."""
+    if isinstance(outcome, httpx.Response):
+        status = outcome.status_code
+        return "ok" if status < 400 else "http_4xx" if status < 500 else "http_5xx"
+    return "timeout" if isinstance(outcome, httpx.TimeoutException) else "error"
+
+
+async def _send_once(
+    client: httpx.AsyncClient, built: httpx.Request, options: dict[str, Any], lane: Lane | None
+) -> Outcome:
+    """One attempt: the host's slot, then the lane's; the response or the error."""
     try:
         gate = host_gate(built.url, _client.settings.max_per_host)
         if gate is not None:
@@ -131,8 +160,6 @@ async def _attempt(
             if gate is not None:
                 gate.release()
     except Exception as exc:
-        if not catch:
-            raise
         return exc
 
 

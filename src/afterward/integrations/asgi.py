@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from afterward import _runtime
+from afterward import _runtime, _telemetry
 from afterward._config import check_grace, settings
 from afterward._context import _correlation_id
 from afterward.defer import DeferScope, _current_scope
@@ -29,6 +29,19 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HEADER_BYTES = HEADER.lower().encode("latin-1")
+
+
+def _server_span(scope: Scope) -> _telemetry.ServerSpan | None:
+    """The request's SERVER span (only called while tracing)."""
+    assert _telemetry.tracing is not None
+    server = scope.get("server")
+    return _telemetry.tracing.start_server(
+        scope.get("method", "GET"),
+        scope.get("scheme", "ws" if scope["type"] == "websocket" else "http"),
+        scope.get("path", "/"),
+        _telemetry.header_map(scope.get("headers") or ()),
+        (server[0], server[1]) if server else None,
+    )
 
 
 class DeferMiddleware:
@@ -58,9 +71,7 @@ class DeferMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            if kind == "lifespan":
-                receive = self._draining(receive)
-            await self.app(scope, receive, send)
+            await self.app(scope, self._draining(receive) if kind == "lifespan" else receive, send)
             return
         given = request_id = None
         for key, value in scope.get("headers") or ():  # ASGI header names are lowercase
@@ -88,14 +99,20 @@ class DeferMiddleware:
 
         scope_token = _current_scope.set(defer_scope)
         cid_token = _correlation_id.set(cid)
+        span = None if _telemetry.tracing is None else _server_span(scope)
+        error: BaseException | None = None
         try:
             await self.app(scope, receive, send_with_id)
-        except BaseException:
+        except BaseException as exc:
+            error = exc
             defer_scope.finish(ok=False)
             raise
         else:
             defer_scope.finish(ok=0 < status < 400)
         finally:
+            if span is not None:
+                span.detach()
+                span.end(status, error)
             _current_scope.reset(scope_token)
             _correlation_id.reset(cid_token)
 

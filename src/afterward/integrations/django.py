@@ -18,10 +18,12 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponseBase
 
+from afterward import _telemetry
 from afterward._context import _correlation_id
+from afterward._telemetry import ServerSpan
 from afterward._transactions import register_provider
 from afterward.defer import DeferScope, _current_scope
-from afterward.integrations._http import HEADER, choose_correlation_id
+from afterward.integrations._http import HEADER, choose_correlation_id, environ_span
 
 __all__ = ["DeferMiddleware", "install"]
 
@@ -79,44 +81,63 @@ class DeferMiddleware:
         defer_scope, tokens = self._open(request)
         try:
             response = self.get_response(request)
-        except BaseException:
-            defer_scope.finish(ok=False)
+        except BaseException as exc:
+            self._failed(defer_scope, tokens, exc)
             raise
         finally:
             self._close(tokens)
-        return self._attach(response, defer_scope)  # type: ignore[arg-type]
+        return self._attach(response, defer_scope, tokens[2])  # type: ignore[arg-type]
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         defer_scope, tokens = self._open(request)
         try:
             response = await self.get_response(request)  # type: ignore[misc]
-        except BaseException:
-            defer_scope.finish(ok=False)
+        except BaseException as exc:
+            self._failed(defer_scope, tokens, exc)
             raise
         finally:
             self._close(tokens)
-        return self._attach(response, defer_scope)
+        return self._attach(response, defer_scope, tokens[2])
 
     @staticmethod
-    def _open(request: HttpRequest) -> tuple[DeferScope, tuple[Any, Any]]:
+    def _open(request: HttpRequest) -> tuple[DeferScope, tuple[Any, Any, ServerSpan | None]]:
         cid = choose_correlation_id(
             request.META.get("HTTP_X_CORRELATION_ID"), request.META.get("HTTP_X_REQUEST_ID")
         )
         defer_scope = DeferScope(cid)
-        return defer_scope, (_current_scope.set(defer_scope), _correlation_id.set(cid))
+        tokens = (_current_scope.set(defer_scope), _correlation_id.set(cid))
+        span = None if _telemetry.tracing is None else environ_span(request.META)
+        return defer_scope, (*tokens, span)
 
     @staticmethod
-    def _close(tokens: tuple[Any, Any]) -> None:
+    def _close(tokens: tuple[Any, Any, ServerSpan | None]) -> None:
+        if tokens[2] is not None:
+            tokens[2].detach()
         _current_scope.reset(tokens[0])
         _correlation_id.reset(tokens[1])
 
     @staticmethod
-    def _attach(response: HttpResponseBase, defer_scope: DeferScope) -> HttpResponseBase:
+    def _failed(
+        defer_scope: DeferScope, tokens: tuple[Any, Any, ServerSpan | None], exc: BaseException
+    ) -> None:
+        if tokens[2] is not None:
+            tokens[2].end(0, exc)
+        defer_scope.finish(ok=False)
+
+    @staticmethod
+    def _attach(
+        response: HttpResponseBase, defer_scope: DeferScope, span: ServerSpan | None
+    ) -> HttpResponseBase:
         if not response.has_header(HEADER):
             response[HEADER] = defer_scope.correlation_id
-        ok = response.status_code < 400
+        status = response.status_code
+        ok = status < 400
+
+        def closed() -> None:
+            if span is not None:
+                span.end(status)
+            defer_scope.finish(ok=ok)
+
         # Django (and its test client) calls these when the server has sent the response.
-        response._resource_closers.append(  # type: ignore[attr-defined]
-            lambda: defer_scope.finish(ok=ok)
-        )
+        response._resource_closers.append(closed)  # type: ignore[attr-defined]
         return response

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from afterward import _telemetry
 from afterward._context import _correlation_id
 from afterward.defer import DeferScope, _current_scope
-from afterward.integrations._http import HEADER, choose_correlation_id
+from afterward.integrations._http import HEADER, choose_correlation_id, environ_span
 
 __all__ = ["DeferMiddleware"]
 
@@ -37,7 +38,9 @@ class _Response:
         context: contextvars.Context,
         defer_scope: DeferScope,
         status: list[int],
+        span: _telemetry.ServerSpan | None,
     ) -> None:
+        self._span = span
         self._body = body
         self._iterator: Iterator[bytes] | None = None
         self._context = context
@@ -66,6 +69,8 @@ class _Response:
                 self._context.run(close)
         finally:
             status = self._status[0]
+            if self._span is not None:  # its context is this request's alone: no detach
+                self._span.end(status)
             self._scope.finish(ok=not self._failed and 0 < status < 400)
 
 
@@ -100,9 +105,12 @@ class DeferMiddleware:
         context = contextvars.copy_context()
         context.run(_current_scope.set, defer_scope)
         context.run(_correlation_id.set, cid)
+        span = None if _telemetry.tracing is None else context.run(environ_span, environ)
         try:
             body = context.run(self.app, environ, start_with_id)
-        except BaseException:
+        except BaseException as exc:
+            if span is not None:
+                span.end(status[0], exc)
             defer_scope.finish(ok=False)
             raise
-        return _Response(body, context, defer_scope, status)
+        return _Response(body, context, defer_scope, status, span)

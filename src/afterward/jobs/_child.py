@@ -60,7 +60,7 @@ def main() -> int:
         logging.getLogger("afterward.jobs").error("background job not started: %s", exc)
         return 2
     # This process exists for this job alone: one loop for its lifetime.
-    error = asyncio.run(run_attempts(payload))
+    error = asyncio.run(run_attempts(payload, queue="background"))
     sys.stdout.flush()
     return 0 if error is None else 1
 

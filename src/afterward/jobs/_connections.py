@@ -49,6 +49,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from afterward import _telemetry
 from afterward._config import settings
 from afterward._context import _correlation_id, new_correlation_id
 from afterward._exceptions import DispatchError
@@ -201,6 +202,11 @@ def send(
         recorder(target, payload, str(name))
         return payload
     assert driver is not None
-    driver.dispatch(payload)
+    tracing = _telemetry.tracing
+    if tracing is None:
+        driver.dispatch(payload)
+    else:
+        with tracing.dispatch(str(name), payload):
+            driver.dispatch(payload)
     incr("jobs.dispatched")
     return payload

@@ -52,7 +52,7 @@ async def _run(payload: JobPayload) -> None:
     if wait > 0:
         _schedule(payload, wait)
         return
-    error = await attempt(payload)
+    error = await attempt(payload, "deferred")
     if error is None:
         return
     if payload.attempt >= payload.tries:

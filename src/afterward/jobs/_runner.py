@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from afterward import _loop
+from afterward import _loop, _telemetry
 from afterward._context import _correlation_id
 from afterward._exceptions import JobTimeout
-from afterward._stats import incr
+from afterward._stats import incr, observe
 from afterward._threads import DaemonExecutor
 from afterward.defer import DeferScope
 from afterward.jobs._job import bind
@@ -127,8 +127,23 @@ async def run_failed(payload: JobPayload, error: BaseException) -> None:
         _correlation_id.reset(token)
 
 
-async def attempt(payload: JobPayload) -> Exception | None:
-    """Run one attempt with logging and counting; return its exception, if any."""
+async def attempt(payload: JobPayload, queue: str = "sync") -> Exception | None:
+    """Run one attempt with logging and counting; return its exception, if any.
+
+    ``queue`` labels its metrics (``afterward_jobs_total``, ``afterward_job_duration_seconds``)
+    and span: the queue's name on the ``queue`` connection, else the connection's name.
+    """
+    tracing = _telemetry.tracing
+    if tracing is None:
+        return await _attempt(payload, queue)
+    with tracing.job(queue, payload) as span:
+        error = await _attempt(payload, queue)
+        if error is not None:
+            span.fail(error)
+        return error
+
+
+async def _attempt(payload: JobPayload, queue: str) -> Exception | None:
     extra = {"correlation_id": payload.correlation_id}
     label = f"job {payload.path} [{payload.id}] attempt {payload.attempt}/{payload.tries}"
     logger.info("%s started (correlation_id=%s)", label, payload.correlation_id, extra=extra)
@@ -136,6 +151,10 @@ async def attempt(payload: JobPayload) -> Exception | None:
     try:
         await run_payload(payload)
     except Exception as exc:
+        # The outcome every connection settles the same way: another try, or the last.
+        outcome = "retried" if payload.attempt < payload.tries else "failed"
+        incr("jobs.attempts", labels=(queue, outcome))
+        observe("jobs.seconds", (queue,), time.perf_counter() - started)
         incr("jobs.attempts_failed")
         logger.warning(
             "%s failed after %.3f s (correlation_id=%s): %s: %s",
@@ -148,6 +167,8 @@ async def attempt(payload: JobPayload) -> Exception | None:
             extra=extra,
         )
         return exc
+    incr("jobs.attempts", labels=(queue, "ok"))
+    observe("jobs.seconds", (queue,), time.perf_counter() - started)
     incr("jobs.completed")
     logger.info(
         "%s succeeded in %.3f s (correlation_id=%s)",
@@ -160,16 +181,19 @@ async def attempt(payload: JobPayload) -> Exception | None:
 
 
 async def run_attempts(
-    payload: JobPayload, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    payload: JobPayload,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    queue: str = "sync",
 ) -> Exception | None:
-    """Run the remaining attempts, waiting ``backoff`` between them, then ``failed()``.
+    """Run the remaining attempts, waiting ``backoff`` between them, then ``failed()``
+    (``queue``: see :func:`attempt`).
 
     Returns:
         ``None`` on success, else the last attempt's exception (after ``failed()``).
     """
     if payload.delay > 0:
         await sleep(payload.delay)
-    while (error := await attempt(payload)) is not None:
+    while (error := await attempt(payload, queue)) is not None:
         if payload.attempt >= payload.tries:
             incr("jobs.failed")
             await run_failed(payload, error)

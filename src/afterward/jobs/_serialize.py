@@ -39,6 +39,9 @@ class JobPayload:
         available_at: Unix time before which the next attempt must not start.
         dispatched_at: Unix time of the dispatch.
         priority: on the ``queue`` connection, among due jobs higher runs first.
+        traceparent: the W3C trace context of the dispatch (when traced), which each
+            attempt's span continues, in whichever process runs it.
+        tracestate: its W3C ``tracestate``, if any.
     """
 
     id: str
@@ -53,6 +56,8 @@ class JobPayload:
     available_at: float = 0.0
     dispatched_at: float = 0.0
     priority: int = 0
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @property
     def delay(self) -> float:

@@ -40,6 +40,17 @@ def _last_offset(conn: sqlite3.Connection, topic: str) -> int | None:
     return None if last is None else int(last)
 
 
+def _headers_column(event: Event) -> str | None:
+    """The event's headers as JSON, its trace context under the names ``traceparent``
+    and ``tracestate`` (which an event's own headers may not use)."""
+    if event.traceparent is None:
+        return _encoder.encode(event.headers) if event.headers else None
+    fields = {**event.headers, "traceparent": event.traceparent}
+    if event.tracestate:
+        fields["tracestate"] = event.tracestate
+    return _encoder.encode(fields)
+
+
 def append(conn: sqlite3.Connection, records: Sequence[AppendRecord]) -> None:
     """Append ``records`` (in a write transaction), indexing their correlation IDs."""
     next_offset: dict[str, int] = {}
@@ -50,7 +61,7 @@ def append(conn: sqlite3.Connection, records: Sequence[AppendRecord]) -> None:
             next_offset[r.topic] = -1 if last is None else last
         next_offset[r.topic] += 1
         event = r.event
-        headers = _encoder.encode(event.headers) if event.headers else None
+        headers = _headers_column(event)
         rows.append(
             (
                 r.topic,
@@ -81,6 +92,7 @@ _COLUMNS = "topic, off, key, id, ts, cid, version, headers, value"
 def _stored(row: tuple[Any, ...]) -> StoredEvent:
     """A row as the bus reads it: the event built from its columns (no header parsing)."""
     topic, off, key, id_, ts, cid, version, headers, value = row
+    fields: dict[str, str] = json.loads(headers) if headers else {}
     event = Event(
         id=id_,
         topic=topic,
@@ -89,7 +101,9 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
         version=version,
         correlation_id=cid,
         occurred_at=datetime.fromtimestamp(ts, UTC),
-        headers=json.loads(headers) if headers else {},
+        headers=fields,
+        traceparent=fields.pop("traceparent", None),
+        tracestate=fields.pop("tracestate", None),
     )
     return StoredEvent(topic, 0, off, value, (), key, ts, event)
 
