@@ -70,11 +70,9 @@ def dashboard(
     bus = load_bus(app_spec) if app_spec else make_bus(bus_url)
     panel = create_app(bus, token=token, auth=not no_auth, lag_threshold=lag_threshold)
     sock = bind(host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Mount("/", app=panel)]), log_level="warning", lifespan="off"
-        )
-    )
+    # The lifespan only starts the charts' sampler: it cannot fail on the bus.
+    root = Starlette(routes=[Mount("/", app=panel)], lifespan=panel.lifespan)
+    server = uvicorn.Server(uvicorn.Config(root, log_level="warning", lifespan="on"))
 
     async def serve() -> None:
         # Connect before printing the URLs: an unreachable server is one line, not a

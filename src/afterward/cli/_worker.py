@@ -18,15 +18,20 @@ from typing import Any
 import click
 
 from afterward.cli._output import CliError, bus_option
+from afterward.cli._probes import Probes, probe_options
+from afterward.cli._serve import url_of
 from afterward.events import EventBus, QueueDepth
 
 __all__ = ["consume", "worker"]
 
 
-async def _serve(bus: EventBus, work: Awaitable[None], stop: Callable[[], None]) -> None:
+async def _serve(
+    bus: EventBus, work: Awaitable[None], stop: Callable[[], None], probes: Probes | None = None
+) -> None:
     """Run ``work`` (which connects by itself) until it returns; the first SIGTERM or
-    SIGINT calls ``stop``, a second one cancels it."""
+    SIGINT calls ``stop``, a second one cancels it. ``probes`` serve meanwhile."""
     loop = asyncio.get_running_loop()
+    health = None if probes is None else probes.start()
     task = asyncio.current_task()
     signals = 0
 
@@ -54,6 +59,20 @@ async def _serve(bus: EventBus, work: Awaitable[None], stop: Callable[[], None])
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if health is not None:
+            health.cancel()
+            await asyncio.gather(health, return_exceptions=True)
+
+
+def _probes(
+    bus: EventBus, ready: Callable[[], Awaitable[object]], host: str, port: int | None
+) -> Probes | None:
+    """The health server ``--health-port`` asks for (bound now: a busy port is one line)."""
+    if port is None:
+        return None
+    probes = Probes(bus, ready, host, port)
+    click.echo(f"health on {url_of(probes.socket, host)}: /healthz /readyz /metrics", err=True)
+    return probes
 
 
 @click.command()
@@ -80,12 +99,23 @@ async def _serve(bus: EventBus, work: Awaitable[None], stop: Callable[[], None])
     show_default=True,
     help="Seconds running jobs get to finish after SIGTERM before they are handed back.",
 )
+@probe_options
 @bus_option
-def worker(queue: str, concurrency: int, lease: float, grace: float, bus_url: str | None) -> None:
+def worker(
+    queue: str,
+    concurrency: int,
+    lease: float,
+    grace: float,
+    bus_url: str | None,
+    health_port: int | None,
+    health_host: str,
+) -> None:
     """Run durable jobs dispatched with connection="queue".
 
     Any number of workers, on any number of machines where the bus is a server, share
     one queue. Prints one status line whenever the queue's counts change.
+    --health-port serves /healthz (the worker's loop answers), /readyz (the bus
+    answers) and /metrics (Prometheus).
 
     \b
     Example:
@@ -108,7 +138,8 @@ def worker(queue: str, concurrency: int, lease: float, grace: float, bus_url: st
         f"lease {lease:g} s, grace {grace:g} s",
         err=True,
     )
-    asyncio.run(_serve(bus, runner.run(), runner.stop))
+    probes = _probes(bus, lambda: bus.queue_stats(queue), health_host, health_port)
+    asyncio.run(_serve(bus, runner.run(), runner.stop, probes))
 
 
 def status_line(queue: str, depth: QueueDepth) -> str:
@@ -139,13 +170,18 @@ def _load_bus(target: str) -> EventBus:
 @click.command()
 @click.argument("app")
 @click.option("--group", "-g", "groups", multiple=True, help="Only these groups (repeatable).")
-def consume(app: str, groups: tuple[str, ...]) -> None:
+@probe_options
+def consume(app: str, groups: tuple[str, ...], health_port: int | None, health_host: str) -> None:
     """Run the event handlers subscribed on the bus APP (MODULE:BUS).
+
+    --health-port serves /healthz, /readyz and /metrics, as for `afterward worker`.
 
     \b
     Example:
-        afterward consume shop.events:bus --group billing
+        afterward consume shop.events:bus --group billing --health-port 8081
     """
     bus = _load_bus(app)
     click.echo(f"consuming on {bus.url}: groups {', '.join(groups) or 'all'}", err=True)
-    asyncio.run(_serve(bus, bus.run(list(groups) or None), bus.stop))
+    # Readiness reads the groups' positions and the topics' ends: the log and the state.
+    probes = _probes(bus, bus.lag, health_host, health_port)
+    asyncio.run(_serve(bus, bus.run(list(groups) or None), bus.stop, probes))

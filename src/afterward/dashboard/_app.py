@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,42 @@ def _format_time(value: float) -> str:
 class Dashboard:
     """The dashboard ASGI app; ``token`` is the one to give people (``None``: no auth).
 
-    Use :func:`create_app` to make one.
+    Use :func:`create_app` to make one. Its sampler (the charts' readings) runs in the
+    background from the app's lifespan startup (:attr:`lifespan` for a parent app that
+    runs one), or from its first request when mounted without one.
     """
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: Any, token: str | None, sampler: Sampler) -> None:
         self._app = app
         self.token = token
+        self.sampler = sampler
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Sample while the block runs: ``Starlette(..., lifespan=dashboard.lifespan)``."""
+        self.sampler.start()
+        try:
+            yield
+        finally:
+            await self.sampler.stop()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        self.sampler.start()  # mounted apps get no lifespan: the first request starts it
         await self._app(scope, receive, send)
+
+    async def _serve_lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.sampler.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.sampler.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def create_app(
@@ -87,9 +116,9 @@ def create_app(
     router.state.bus = bus
     router.state.templates = templates
     router.state.recorder = recorder or default_recorder()
-    router.state.sampler = Sampler(bus, interval=max(refresh, 0.5))
+    sampler = router.state.sampler = Sampler(bus, interval=max(refresh, 0.5))
     router.state.lag_threshold = lag_threshold
     router.state.refresh = refresh
     router.state.title = title
     guarded = AuthMiddleware(router, token if auth else None, secrets.token_bytes(32))
-    return Dashboard(guarded, token if auth else None)
+    return Dashboard(guarded, token if auth else None, sampler)

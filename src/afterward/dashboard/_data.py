@@ -4,7 +4,9 @@ The lists (dead letters, failed jobs) come from :mod:`afterward.events`' readers
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -15,6 +17,8 @@ from afterward._stats import stats
 from afterward.events import maybe_await
 
 __all__ = ["Sample", "Sampler", "counts_from_bus", "counts_from_stats"]
+
+logger = logging.getLogger("afterward.dashboard")
 
 # (kind, group or "", topic) -> running total; kind is "published", "handled" or "failed".
 Counts = dict[tuple[str, str, str], int]
@@ -86,12 +90,15 @@ class Sample:
 
 
 class Sampler:
-    """Readings taken at most every ``interval`` seconds while someone watches.
+    """Readings taken every ``interval`` seconds, the last ``keep`` of them kept.
 
-    The dashboard samples when a page (or its live refresh) asks, not from a background
-    task: mounted inside another app it gets no lifespan of its own, and nobody
-    watching costs nothing. Counts come from ``counts`` when given, else from the bus
-    (:func:`counts_from_bus`), else from this process's :func:`afterward.stats`.
+    Once :meth:`start` ran, a background task on that loop samples on its own, so the
+    charts show the numbers over time whether or not a page was open (the dashboard
+    starts it in its lifespan, or on its first request when mounted inside another app,
+    which gives it no lifespan). A page asking meanwhile gets the newest reading, or a
+    new one when that is older than ``interval``. Counts come from ``counts`` when
+    given, else from the bus (:func:`counts_from_bus`), else from this process's
+    :func:`afterward.stats`. Memory is bounded: ``keep`` readings.
     """
 
     def __init__(
@@ -106,6 +113,33 @@ class Sampler:
         self.interval = interval
         self.samples: deque[Sample] = deque(maxlen=keep)
         self._counts = counts
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the background task is sampling."""
+        task = self._task
+        return task is not None and not task.done() and not task.get_loop().is_closed()
+
+    def start(self) -> None:
+        """Sample in the background on the running loop from now on (idempotent)."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._keep_sampling())
+
+    async def stop(self) -> None:
+        """Stop the background task (the readings are kept)."""
+        task, self._task = self._task, None
+        if task is not None and not task.get_loop().is_closed():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _keep_sampling(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except Exception as exc:  # the bus is away: the next round tries again
+                logger.warning("dashboard: cannot sample %r: %s", self.bus, exc)
+            await asyncio.sleep(self.interval)
 
     async def sample(self) -> Sample:
         """Take a reading unless the last one is fresh; return the newest."""
