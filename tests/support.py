@@ -78,6 +78,25 @@ def require_service(name: str, port: int) -> None:
     pytest.skip("SERVICE MISSING: " + message)
 
 
+def require_binary(name: str, package: str) -> str:
+    """The path of the program ``name`` (Debian package ``package``, which
+    ``scripts/install`` installs); skipped loudly when missing, failed in CI."""
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not on PATH (apt-get install {package}; scripts/install does)"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (AFTERWARD_REQUIRE_SERVICES=1)")
+    pytest.skip("SERVICE MISSING: " + message)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
 def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
     """Serve ``app`` with a real uvicorn on 127.0.0.1 (free port); yield its base URL."""
