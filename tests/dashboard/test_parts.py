@@ -45,3 +45,39 @@ def test_recorder_keeps_flows_and_captures_log_records() -> None:
     (step,) = recorder.flow("c")
     assert (step.kind, step.title, step.ok) == ("log", "callback failed", False)
     assert len(recorder.recent()) == 3  # capacity
+
+
+def test_a_mounted_dashboard_keeps_sampling_after_its_first_request() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from afterward import EventBus
+    from afterward.dashboard import create_app
+    from tests.support import serve_asgi, wait_for
+
+    bus = EventBus("memory://")
+    dashboard = create_app(bus, auth=False, refresh=0.5)
+    parent = Starlette(routes=[Mount("/afterward", app=dashboard)])  # no lifespan for it
+    with serve_asgi(parent) as url:
+        assert not dashboard.sampler.running
+        assert httpx.get(f"{url}/afterward/").status_code == 200
+        before = len(dashboard.sampler.samples)
+        # No page is asked for from here on: the readings still come.
+        wait_for(lambda: len(dashboard.sampler.samples) >= before + 2, timeout=10)
+        assert dashboard.sampler.running
+
+
+async def test_the_dashboard_lifespan_samples_until_shutdown() -> None:
+    import asyncio
+
+    from afterward import EventBus
+    from afterward.dashboard import create_app
+
+    dashboard = create_app(EventBus("memory://"), auth=False, refresh=0.5)
+    async with dashboard.lifespan(), asyncio.timeout(10):
+        while len(dashboard.sampler.samples) < 2:
+            await asyncio.sleep(0.05)
+        assert dashboard.sampler.running
+    assert not dashboard.sampler.running
+    assert dashboard.sampler.samples.maxlen == 90  # bounded memory
