@@ -1,18 +1,18 @@
 """Process-wide counters behind :func:`afterward.stats`, and the labeled counters and
 histograms the Prometheus exporter renders.
 
-Counters are plain integers under a lock: they are touched a few times per callback,
-event or request, never per byte, so a lock is cheaper than anything clever (about
-0.2 µs a call, ``docs/benchmarks.md``). They count from the moment afterward is
-imported, whether or not an exporter is ever loaded, so a scrape after a late
-``import afterward.integrations.prometheus`` still sees everything since start.
+Each thread counts into its own shard (plain dicts, no lock: only that thread writes
+them), and a reader sums the shards. Counting a handled event (a labeled counter and a
+histogram) so costs a few dictionary operations, well under a microsecond
+(``docs/benchmarks.md``): a lock would cost more than the counting. They count from the
+moment afterward is imported, whether or not an exporter is ever loaded, so a scrape
+after a late ``import afterward.integrations.prometheus`` still sees everything.
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections import Counter, defaultdict
 
 __all__ = [
     "BUCKETS",
@@ -31,11 +31,23 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 
 Labels = tuple[str, ...]
 
+
+Shard = tuple[dict[str, int], dict[tuple[str, Labels], int], dict[tuple[str, Labels], list[float]]]
+
+
+class _Local(threading.local):
+    """Each thread's own shard: its counts, labeled counts and histogram cells
+    (``(name, labels) -> [count per bucket (not cumulative; the last +Inf)..., sum]``)."""
+
+    def __init__(self) -> None:
+        self.shard: Shard = ({}, {}, {})
+        with _lock:
+            _shards.append(self.shard)
+
+
 _lock = threading.Lock()
-_counts: Counter[str] = Counter()
-_labeled: defaultdict[tuple[str, Labels], int] = defaultdict(int)
-#: (name, labels) -> [count per bucket (not cumulative; the last is +Inf)..., sum]
-_histograms: dict[tuple[str, Labels], list[float]] = {}
+_shards: list[Shard] = []
+_local = _Local()
 
 
 def incr(name: str, amount: int = 1, labels: Labels | None = None) -> None:
@@ -44,21 +56,28 @@ def incr(name: str, amount: int = 1, labels: Labels | None = None) -> None:
     Example:
         >>> incr("events.handled", labels=("billing", "order.completed"))
     """
-    with _lock:
-        _counts[name] += amount
-        if labels is not None:
-            _labeled[name, labels] += amount
+    counts, series, _ = _local.shard
+    counts[name] = counts.get(name, 0) + amount
+    if labels is not None:
+        key = (name, labels)
+        series[key] = series.get(key, 0) + amount
 
 
 def observe(name: str, labels: Labels, seconds: float) -> None:
     """Count one duration of ``seconds`` in the histogram ``name`` for ``labels``."""
-    bucket = bisect_left(BUCKETS, seconds)  # bounds are inclusive ("le"), as bisect_left
+    histograms = _local.shard[2]
+    cells = histograms.get((name, labels))
+    if cells is None:
+        cells = histograms[name, labels] = [0.0] * (len(BUCKETS) + 2)
+    cells[bisect_left(BUCKETS, seconds)] += 1  # bounds are inclusive ("le"), as bisect_left
+    cells[-1] += seconds
+
+
+def _snapshots() -> list[Shard]:
+    # A dict copy is one C call: consistent even while its thread writes the original.
     with _lock:
-        cells = _histograms.get((name, labels))
-        if cells is None:
-            cells = _histograms[name, labels] = [0.0] * (len(BUCKETS) + 2)
-        cells[bucket] += 1
-        cells[-1] += seconds
+        shards = list(_shards)
+    return [(c.copy(), s.copy(), {k: list(v) for k, v in h.copy().items()}) for c, s, h in shards]
 
 
 def stats() -> dict[str, int]:
@@ -88,17 +107,20 @@ def stats() -> dict[str, int]:
         >>> afterward.stats()["defer.failed"]
         0
     """
-    with _lock:
-        return dict(sorted(_counts.items()))
+    totals: dict[str, int] = {}
+    for counts, _, _ in _snapshots():
+        for name, value in counts.items():
+            totals[name] = totals.get(name, 0) + value
+    return dict(sorted(totals.items()))
 
 
 def labeled() -> dict[str, dict[Labels, int]]:
     """The labeled counters: name -> labels -> count (a snapshot)."""
-    with _lock:
-        items = list(_labeled.items())
     found: dict[str, dict[Labels, int]] = {}
-    for (name, labels), value in items:
-        found.setdefault(name, {})[labels] = value
+    for _, series, _ in _snapshots():
+        for (name, labels), value in series.items():
+            values = found.setdefault(name, {})
+            values[labels] = values.get(labels, 0) + value
     return found
 
 
@@ -125,17 +147,23 @@ class Histogram:
 
 def histograms() -> dict[str, dict[Labels, Histogram]]:
     """The histograms: name -> labels -> :class:`Histogram` (a snapshot)."""
-    with _lock:
-        items = [(key, list(cells)) for key, cells in _histograms.items()]
+    summed: dict[tuple[str, Labels], list[float]] = {}
+    for _, _, cells in _snapshots():
+        for key, values in cells.items():
+            total = summed.get(key)
+            summed[key] = (
+                values if total is None else [a + b for a, b in zip(total, values, strict=True)]
+            )
     found: dict[str, dict[Labels, Histogram]] = {}
-    for (name, labels), cells in items:
-        found.setdefault(name, {})[labels] = Histogram(cells)
+    for (name, labels), values in summed.items():
+        found.setdefault(name, {})[labels] = Histogram(values)
     return found
 
 
 def reset_stats() -> None:
     """Set every counter back to zero (for tests and benchmarks)."""
     with _lock:
-        _counts.clear()
-        _labeled.clear()
-        _histograms.clear()
+        for counts, series, cells in _shards:
+            counts.clear()
+            series.clear()
+            cells.clear()
