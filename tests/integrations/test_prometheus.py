@@ -218,3 +218,23 @@ def test_every_contract_metric_is_rendered_with_its_labels(app_bus: EventBus) ->
         }
 
     assert samples(theirs) == samples(text)
+
+
+def test_the_grafana_dashboard_charts_every_metric() -> None:
+    import json
+
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in (
+        "afterward_events_published_total",
+        "afterward_events_handled_total",
+        "afterward_handler_duration_seconds_bucket",
+        "afterward_consumer_lag",
+        "afterward_dead_letters",
+        "afterward_jobs_total",
+        "afterward_job_duration_seconds_bucket",
+        "afterward_queue_depth",
+        "afterward_deferred_callbacks_total",
+        "afterward_http_requests_total",
+    ):
+        assert metric in queries, metric
