@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench._table import table
-from bench.bench_defer import _free_port, _pinned
+from bench.bench_defer import _free_port, _pinned, _wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,18 +157,6 @@ def _served(command: list[str], env: dict[str, str], port: int) -> Iterator[int]
     finally:
         process.terminate()
         process.wait(60)
-
-
-def _wrk(port: int, seconds: int) -> float:
-    out = subprocess.run(
-        [*_pinned(1), "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/none"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
 
 
 def throughput_table(base: Path, server: str = "httptools", rounds: int = 3) -> str:

@@ -25,7 +25,7 @@ Spans, with OpenTelemetry's HTTP and messaging semantic conventions:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import Token
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -142,6 +142,17 @@ def _redacted(url: Any) -> str:
     return str(text)
 
 
+def _job_attributes(payload: Any, operation: str, kind: str) -> dict[str, AttributeValue]:
+    return {
+        "messaging.system": "afterward",
+        "messaging.destination.name": payload.path,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": kind,
+        "messaging.message.id": payload.id,
+        "messaging.message.conversation_id": payload.correlation_id,
+    }
+
+
 class _Tracing:
     """afterward's hooks over one OpenTelemetry tracer (:class:`afterward._telemetry.Tracing`)."""
 
@@ -229,74 +240,55 @@ class _Tracing:
     # -- events and jobs --------------------------------------------------------------
 
     @contextmanager
-    def publish(self, system: str, topic: str) -> Iterator[_Span]:
+    def _span(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, AttributeValue],
+        context: otel_context.Context | None = None,
+    ) -> Iterator[_Span]:
         with self._tracer.start_as_current_span(
-            f"publish {topic}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": system,
-                "messaging.destination.name": topic,
-                "messaging.operation.name": "publish",
-                "messaging.operation.type": "send",
-            },
+            name, context=context, kind=kind, attributes=attributes
         ) as span:
             yield _Span(span)
 
-    @contextmanager
-    def consume(self, system: str, group: str, event: Any) -> Iterator[_Span]:
-        with self._tracer.start_as_current_span(
-            f"process {event.topic}",
-            context=_remote(event.traceparent, event.tracestate),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": system,
-                "messaging.destination.name": event.topic,
-                "messaging.consumer.group.name": group,
-                "messaging.operation.name": "process",
-                "messaging.operation.type": "process",
-                "messaging.message.id": event.id,
-                "messaging.message.conversation_id": event.correlation_id or "",
-                "afterward.attempt": event.attempt,
-            },
-        ) as span:
-            yield _Span(span)
+    def publish(self, system: str, topic: str) -> AbstractContextManager[_Span]:
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": system,
+            "messaging.destination.name": topic,
+            "messaging.operation.name": "publish",
+            "messaging.operation.type": "send",
+        }
+        return self._span(f"publish {topic}", SpanKind.PRODUCER, attributes)
+
+    def consume(self, system: str, group: str, event: Any) -> AbstractContextManager[_Span]:
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": system,
+            "messaging.destination.name": event.topic,
+            "messaging.consumer.group.name": group,
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.message.id": event.id,
+            "messaging.message.conversation_id": event.correlation_id or "",
+            "afterward.attempt": event.attempt,
+        }
+        parent = _remote(event.traceparent, event.tracestate)
+        return self._span(f"process {event.topic}", SpanKind.CONSUMER, attributes, parent)
 
     @contextmanager
     def dispatch(self, connection: str, payload: Any) -> Iterator[_Span]:
-        with self._tracer.start_as_current_span(
-            f"dispatch {payload.path}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "afterward",
-                "messaging.destination.name": payload.path,
-                "messaging.operation.name": "dispatch",
-                "messaging.operation.type": "send",
-                "messaging.message.id": payload.id,
-                "messaging.message.conversation_id": payload.correlation_id,
-                "afterward.job.connection": connection,
-            },
-        ) as span:
+        attributes = _job_attributes(payload, "dispatch", "send")
+        attributes["afterward.job.connection"] = connection
+        with self._span(f"dispatch {payload.path}", SpanKind.PRODUCER, attributes) as span:
             payload.traceparent, payload.tracestate = self.current_trace()
-            yield _Span(span)
+            yield span
 
-    @contextmanager
-    def job(self, queue: str, payload: Any) -> Iterator[_Span]:
-        with self._tracer.start_as_current_span(
-            f"run {payload.path}",
-            context=_remote(payload.traceparent, payload.tracestate),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "afterward",
-                "messaging.destination.name": payload.path,
-                "messaging.operation.name": "run",
-                "messaging.operation.type": "process",
-                "messaging.message.id": payload.id,
-                "messaging.message.conversation_id": payload.correlation_id,
-                "afterward.job.queue": queue,
-                "afterward.attempt": payload.attempt,
-            },
-        ) as span:
-            yield _Span(span)
+    def job(self, queue: str, payload: Any) -> AbstractContextManager[_Span]:
+        attributes = _job_attributes(payload, "run", "process")
+        attributes["afterward.job.queue"] = queue
+        attributes["afterward.attempt"] = payload.attempt
+        parent = _remote(payload.traceparent, payload.tracestate)
+        return self._span(f"run {payload.path}", SpanKind.CONSUMER, attributes, parent)
 
     # -- context for records and logs -------------------------------------------------
 
