@@ -57,8 +57,9 @@ def incr(name: str, amount: int = 1, labels: Labels | None = None) -> None:
         >>> incr("events.handled", labels=("billing", "order.completed"))
     """
     counts, series, _ = _local.shard
-    counts[name] = counts.get(name, 0) + amount
-    if labels is not None:
+    if labels is None:
+        counts[name] = counts.get(name, 0) + amount
+    else:  # the total is the sum of its labeled copies (stats() adds them up)
         key = (name, labels)
         series[key] = series.get(key, 0) + amount
 
@@ -108,8 +109,10 @@ def stats() -> dict[str, int]:
         0
     """
     totals: dict[str, int] = {}
-    for counts, _, _ in _snapshots():
+    for counts, series, _ in _snapshots():
         for name, value in counts.items():
+            totals[name] = totals.get(name, 0) + value
+        for (name, _), value in series.items():
             totals[name] = totals.get(name, 0) + value
     return dict(sorted(totals.items()))
 

@@ -29,8 +29,8 @@ from afterward import EventBus, defer, http
 from afterward.integrations import opentelemetry as afterward_otel
 from afterward.integrations.asgi import DeferMiddleware
 from afterward.jobs import unregister_connection
-from tests.integrations.observed import record_delivery, span_rows
-from tests.support import serve_asgi, wait_for
+from tests.integrations.observed import record_delivery, refuse, span_rows
+from tests.support import free_port, serve_asgi, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -245,3 +245,59 @@ def test_without_instrument_nothing_is_imported() -> None:
         [sys.executable, "-c", _UNTRACED], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "None []"
+
+
+def test_failures_mark_their_spans(exporter: InMemorySpanExporter) -> None:
+    bus = EventBus("memory://")
+    calls: list[int] = []
+
+    @bus.subscribe("t", group="g", retries=1, backoff=0)
+    def flaky(event: Any) -> None:
+        calls.append(event.attempt)
+        if event.attempt == 1:
+            raise ValueError("first try")
+
+    bus.publish_sync("t", {})
+    bus.drain_sync()
+    closed = free_port()
+    with pytest.raises(httpx.ConnectError):
+        http.get(f"http://127.0.0.1:{closed}/").send_sync()
+    with pytest.raises(RuntimeError, match="out of stock"):
+        refuse.dispatch("out of stock", connection="sync")
+    rows = span_rows(exporter.get_finished_spans())
+
+    handlers = sorted(
+        (r for r in rows if r["name"] == "process t"),
+        key=lambda r: r["attributes"]["afterward.attempt"],
+    )
+    assert [(h["attributes"]["afterward.attempt"], h["status"]) for h in handlers] == [
+        (1, "ERROR"),
+        (2, "UNSET"),
+    ]
+    (client,) = [r for r in rows if r["kind"] == "CLIENT"]
+    assert client["status"] == "ERROR" and client["attributes"]["error.type"] == "ConnectError"
+    run = _one(rows, "run tests.integrations.observed:refuse")
+    assert run["status"] == "ERROR" and run["attributes"]["error.type"] == "RuntimeError"
+    assert run["attributes"]["afterward.job.queue"] == "sync"
+
+
+def test_a_wsgi_request_is_a_server_span_with_its_deferred_work(
+    exporter: InMemorySpanExporter,
+) -> None:
+    from afterward.integrations.wsgi import DeferMiddleware as WSGIDeferMiddleware
+    from tests.support import serve_wsgi
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        defer(lambda: None, name="audit")
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serve_wsgi(WSGIDeferMiddleware(app)) as url:
+        assert httpx.post(url + "/orders?id=7").status_code == 201
+        wait_for(lambda: _count(exporter, lambda s: s.name == "defer audit") == 1)
+    rows = span_rows(exporter.get_finished_spans())
+    server = _one(rows, "POST")
+    assert server["kind"] == "SERVER" and server["attributes"]["url.path"] == "/orders"
+    assert server["attributes"]["http.response.status_code"] == 201
+    audit = _one(rows, "defer audit")
+    assert audit["parent_id"] == server["span_id"] and audit["links"] == [server["span_id"]]
