@@ -12,7 +12,7 @@ integration. Opaque values (``object``) are the tracer's own (a span context).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -73,6 +73,11 @@ class Tracing(Protocol):
     def consume(self, system: str, group: str, event: Any) -> AbstractContextManager[SpanLike]:
         """The CONSUMER span of one handler run of ``group`` on ``event`` (an
         :class:`~afterward.Event`), continuing the trace the event carries."""
+
+    def consume_batch(
+        self, system: str, group: str, topic: str, events: Sequence[Any]
+    ) -> AbstractContextManager[SpanLike]:
+        """The CONSUMER span of one batch handler run, linked to each event's trace."""
 
     def dispatch(self, connection: str, payload: Any) -> AbstractContextManager[SpanLike]:
         """The PRODUCER span of a job dispatch (``payload``: a ``JobPayload``, whose trace

@@ -679,3 +679,45 @@ async def test_a_position_past_the_end_is_reset_not_skipped(
     assert sorted(seen) == list(range(8))
     assert "past the partition's end" in caplog.text and "'g'" in caplog.text
     assert (await bus.lag())["g"]["t"] == 0
+
+
+async def test_a_batch_handler_gets_lists_exactly_once_in_key_order(bus: EventBus) -> None:
+    calls: list[list[Event]] = []
+
+    @bus.subscribe("t", group="g", batch=True)
+    async def handle(events: list[Event]) -> None:
+        calls.append(events)
+
+    for n in range(20):
+        await bus.publish("t", n, key=f"k{n % 4}", id=f"e{n}")
+    await bus.publish("t", 0, key="k0", id="e0")  # a producer's retry: skipped
+    await bus.drain()
+    seen = [e for call in calls for e in call]
+    assert sorted(e.id for e in seen) == sorted(f"e{n}" for n in range(20))
+    for key in ("k0", "k1", "k2", "k3"):
+        assert [e.data for e in seen if e.key == key] == sorted(
+            e.data for e in seen if e.key == key
+        )
+    assert (await bus.lag())["g"]["t"] == 0
+
+
+async def test_a_batch_handler_dead_letters_only_the_events_that_fail_alone(
+    bus: EventBus,
+) -> None:
+    handled: list[int] = []
+
+    @bus.subscribe("t", group="g", batch=True, retries=1, backoff=0)
+    def handle(events: list[Event]) -> None:  # a sync batch handler runs on a thread
+        if any(e.data == 3 for e in events):
+            raise ValueError("3 is poison")
+        handled.extend(e.data for e in events)
+
+    for n in range(6):
+        await bus.publish("t", n, key="k")
+    await bus.drain()
+    assert sorted(handled) == [0, 1, 2, 4, 5]  # each once: the batch calls raised
+    (letter,) = await bus.dead_letters_async("g")
+    assert letter.event.data == 3 and letter.error == "ValueError: 3 is poison"
+    assert letter.attempts == 2  # alone: the first run and its one retry
+    with pytest.raises(ConfigError, match="batch"):
+        bus.subscribe("t", group="h", batch="yes")  # type: ignore[arg-type]

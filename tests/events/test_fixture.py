@@ -41,3 +41,15 @@ async def test_published_keeps_publish_order_within_a_topic(afterward_bus: TestB
         [record("t", 1, id="first", at=20.0), record("t", 2, id="second", at=10.0)]
     )
     assert [e.id for e in afterward_bus.published("t")] == ["first", "second"]
+
+
+async def test_a_batch_handler_in_the_test_kit(afterward_bus: TestBus) -> None:
+    batches: list[list[int]] = []
+
+    @afterward_bus.subscribe("clicks", group="analytics", batch=True)
+    async def count(events: list[Event]) -> None:
+        batches.append([e.data["n"] for e in events])
+
+    await afterward_bus.publish_many("clicks", [{"data": {"n": n}} for n in range(5)])
+    await afterward_bus.drain()
+    assert batches == [[0, 1, 2, 3, 4]]  # one fetched batch, one call

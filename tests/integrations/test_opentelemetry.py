@@ -301,3 +301,22 @@ def test_a_wsgi_request_is_a_server_span_with_its_deferred_work(
     assert server["attributes"]["http.response.status_code"] == 201
     audit = _one(rows, "defer audit")
     assert audit["parent_id"] == server["span_id"] and audit["links"] == [server["span_id"]]
+
+
+def test_a_batch_handler_run_is_one_span_linked_to_each_publish(
+    exporter: InMemorySpanExporter,
+) -> None:
+    bus = EventBus("memory://")
+
+    @bus.subscribe("t", group="g", batch=True)
+    def handle(events: list[Any]) -> None:
+        return None
+
+    bus.publish_sync("t", {"n": 1})
+    bus.publish_sync("t", {"n": 2})
+    bus.drain_sync()
+    rows = span_rows(exporter.get_finished_spans())
+    publishes = {r["span_id"] for r in rows if r["name"] == "publish t"}
+    (run,) = [r for r in rows if r["name"] == "process t"]
+    assert run["kind"] == "CONSUMER" and set(run["links"]) == publishes and len(publishes) == 2
+    assert run["attributes"]["messaging.batch.message_count"] == 2

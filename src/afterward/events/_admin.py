@@ -9,9 +9,9 @@ from datetime import datetime
 
 from afterward._exceptions import ConfigError, NotFoundError
 from afterward._stats import incr
-from afterward.events._batch import attempt_of, error_text, run_handler
 from afterward.events._core import BusCore
 from afterward.events._envelope import DeadLetter, Event, validate_topic
+from afterward.events._handler import attempt_of, error_text, run_handler
 from afterward.events._lag import LagCallback, LagWatch
 from afterward.events._prune import reach_warning
 from afterward.events._records import Attempt, Done, StoredDeadLetter

@@ -15,127 +15,23 @@ the processed ID is written in the handler's own database transaction.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import time
-import traceback
 import uuid
-from collections.abc import Awaitable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import cast
 
-from afterward import _telemetry
-from afterward._stats import incr, observe
-from afterward.defer import DeferScope
+from afterward._stats import incr
 from afterward.events._backend import Backend
 from afterward.events._envelope import Event
+from afterward.events._handler import attempt_of, error_text, run_batch_handler, run_handler
 from afterward.events._protocols import Member
 from afterward.events._records import Attempt, Done, StoredDeadLetter, StoredEvent
 from afterward.events._subscription import Subscription
 from afterward.events._wire import UndecodableRecord, decode_stored, self_describing
 
-__all__ = [
-    "add_dead_letter",
-    "attempt_of",
-    "error_text",
-    "process_batch",
-    "run_handler",
-    "unwrap",
-]
+__all__ = ["add_dead_letter", "process_batch", "unwrap"]
 
 logger = logging.getLogger("afterward.events")
-
-
-async def _call(sub: Subscription, event: Event, system: str) -> None:
-    tracing = _telemetry.tracing
-    started = time.perf_counter()
-    try:
-        if tracing is None:
-            await _handle(sub, event)
-            return
-        with tracing.consume(system, sub.group, event):
-            await _handle(sub, event)
-    finally:
-        observe("events.handler_seconds", (sub.group, sub.topic), time.perf_counter() - started)
-
-
-async def _handle(sub: Subscription, event: Event) -> None:
-    async with DeferScope(event.correlation_id):
-        if sub.inbox is not None:
-            from afterward.events._inbox import run_in_inbox
-
-            await run_in_inbox(sub, event)
-        elif sub.is_async:
-            await cast("Awaitable[None]", sub.handler(event))
-        else:
-            result = await asyncio.to_thread(sub.handler, event)
-            if inspect.isawaitable(result):
-                await result
-
-
-def error_text(error: BaseException) -> str:
-    """``"ExceptionType: message"``, as dead letters and attempts store it."""
-    return f"{type(error).__name__}: {error}"
-
-
-def attempt_of(
-    sub: Subscription, event: Event, attempt: int, outcome: str, error: str | None = None
-) -> Attempt:
-    """An :class:`Attempt` of ``sub``'s group with ``event``, happening now."""
-    return Attempt(
-        event.correlation_id or "",
-        sub.group,
-        sub.topic,
-        event.id,
-        attempt,
-        outcome,
-        datetime.now(UTC),
-        error,
-    )
-
-
-async def run_handler(
-    sub: Subscription,
-    event: Event,
-    first_attempt: int = 1,
-    history: list[Attempt] | None = None,
-    *,
-    system: str = "afterward",
-) -> tuple[int, BaseException | None, str]:
-    """Run the handler with retries; return (attempts made, last error, its traceback).
-
-    With ``history``, append a ``handled`` or ``failed`` :class:`Attempt` per run.
-    ``system`` (the backend's URL scheme) names the messaging system in traces.
-    """
-    attempt = first_attempt
-    last_attempt = first_attempt + sub.retries
-    while True:
-        try:
-            await _call(
-                sub, event if event.attempt == attempt else replace(event, attempt=attempt), system
-            )
-            if history is not None:
-                history.append(attempt_of(sub, event, attempt, "handled"))
-            return attempt, None, ""
-        except Exception as exc:
-            tb = traceback.format_exc()
-            if history is not None:
-                history.append(attempt_of(sub, event, attempt, "failed", error_text(exc)))
-            logger.warning(
-                "handler %s of group %r failed on event %s (attempt %d): %r",
-                getattr(sub.handler, "__qualname__", sub.handler),
-                sub.group,
-                event.id,
-                attempt,
-                exc,
-                extra={"correlation_id": event.correlation_id},
-            )
-            if attempt >= last_attempt:
-                return attempt, exc, tb
-            incr("events.retried", labels=(sub.group, sub.topic))
-            await asyncio.sleep(sub.delay_before(attempt - first_attempt + 1))
-            attempt += 1
 
 
 def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -183,12 +79,14 @@ class _Batch:
         for stored, event in chain:
             await self.run_one(stored, event)
 
-    async def run_one(self, stored: StoredEvent, event: Event) -> None:
+    def admit(self, event: Event) -> bool:
+        """Whether the handler should see ``event``: false (the skip recorded) for an ID
+        the group processed (or met earlier in the batch) and for a stale version."""
         if event.id in self.seen:
             incr("events.duplicate", labels=(self.sub.group, self.sub.topic))
             if self.history is not None:
                 self.history.append(attempt_of(self.sub, event, event.attempt, "duplicate"))
-            return
+            return False
         self.seen.add(event.id)
         if event.key is not None and event.version is not None:
             known = self.versions.get(event.key)
@@ -197,7 +95,45 @@ class _Batch:
                 if self.history is not None:
                     self.history.append(attempt_of(self.sub, event, event.attempt, "stale"))
                 self.done.append(Done(event.id))
+                return False
+        return True
+
+    def succeeded(self, event: Event) -> Done:
+        """Record ``event`` as handled (its version raised)."""
+        incr("events.handled", labels=(self.sub.group, self.sub.topic))
+        if event.key is not None and event.version is not None:
+            self.versions[event.key] = event.version
+        done = Done(event.id, event.key, event.version)
+        self.done.append(done)
+        return done
+
+    async def run_as_batch(self, events: Sequence[tuple[StoredEvent, Event]]) -> None:
+        """A batch handler's run: the admitted events in one call (retried as a whole);
+        after its retries, one event at a time, so only the events that fail alone
+        become dead letters. A batch being redelivered (a consumer died in it) runs
+        one event at a time from the start, each delivery counted."""
+        admitted = [(s, e) for s, e in events if self.admit(e)]
+        if not admitted:
+            return
+        if not self.redelivered:
+            batch = [e for _, e in admitted]
+            _, error, _ = await run_batch_handler(self.sub, batch, system=self.backend.scheme)
+            if error is None:
+                for _, event in admitted:
+                    self.succeeded(event)
                 return
+        for stored, event in admitted:
+            await self.run_admitted(stored, event, single=[event])
+
+    async def run_one(self, stored: StoredEvent, event: Event) -> None:
+        if self.admit(event):
+            await self.run_admitted(stored, event)
+
+    async def run_admitted(
+        self, stored: StoredEvent, event: Event, single: list[Event] | None = None
+    ) -> None:
+        """Run the handler for an admitted event (``single``: a batch handler, given a
+        list of that one event)."""
         suspect = self.redelivered.get(stored.partition, -1) > stored.offset
         first = 1
         if suspect:
@@ -210,15 +146,16 @@ class _Batch:
                 await self.dead_letter(stored, event, _died_during(count), "", count)
                 return
             first = count + 1
-        attempts, error, tb = await run_handler(
-            self.sub, event, first, self.history, system=self.backend.scheme
-        )
+        if single is not None:
+            attempts, error, tb = await run_batch_handler(
+                self.sub, single, system=self.backend.scheme
+            )
+        else:
+            attempts, error, tb = await run_handler(
+                self.sub, event, first, self.history, system=self.backend.scheme
+            )
         if error is None:
-            incr("events.handled", labels=(self.sub.group, self.sub.topic))
-            if event.key is not None and event.version is not None:
-                self.versions[event.key] = event.version
-            done = Done(event.id, event.key, event.version)
-            self.done.append(done)
+            done = self.succeeded(event)
             if suspect:  # recorded at once: a later crash in this batch cannot repeat it
                 await self.backend.state.commit(self.sub.group, self.sub.topic, {}, [done])
             return
@@ -305,6 +242,9 @@ async def process_batch(
     if keys:
         batch.versions = await state.key_versions(sub.group, sub.topic, keys)
 
+    if sub.batch:
+        await batch.run_as_batch(events)
+        return await _commit(backend, sub, stored, batch, member)
     chains: dict[object, list[tuple[StoredEvent, Event]]] = {}
     for index, item in enumerate(events):
         # Keyless events promise no order: each is its own chain.
@@ -325,7 +265,16 @@ async def process_batch(
                     tasks.create_task(bounded(chain))
         except BaseExceptionGroup as failed:
             raise unwrap(failed) from None
+    return await _commit(backend, sub, stored, batch, member)
 
+
+async def _commit(
+    backend: Backend,
+    sub: Subscription,
+    stored: Sequence[StoredEvent],
+    batch: _Batch,
+    member: Member | None,
+) -> dict[int, int]:
     positions: dict[int, int] = {}
     for s in stored:
         positions[s.partition] = max(positions.get(s.partition, 0), s.offset + 1)
@@ -336,5 +285,5 @@ async def process_batch(
     if member is not None:
         await member.commit(positions, batch.done)
     else:
-        await state.commit(sub.group, sub.topic, positions, batch.done)
+        await backend.state.commit(sub.group, sub.topic, positions, batch.done)
     return positions

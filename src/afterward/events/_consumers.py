@@ -29,13 +29,13 @@ from afterward.events._protocols import GroupLog
 from afterward.events._prune import pruner
 from afterward.events._publish import relay_outboxes
 from afterward.events._queue import queue_of
-from afterward.events._subscription import Handler, Subscription
+from afterward.events._subscription import BatchHandler, Handler, Subscription
 from afterward.events._wire import UndecodableRecord, decode_stored
 from afterward.events._worker import Worker
 
 __all__ = ["Consuming", "run"]
 
-F = TypeVar("F", bound=Handler)
+F = TypeVar("F", bound=Handler | BatchHandler)
 
 logger = logging.getLogger("afterward.events")
 
@@ -312,6 +312,7 @@ class Consuming:
         start: Literal["earliest", "latest"] = "earliest",
         inbox: Any = None,
         raw: bool = False,
+        batch: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function as ``group``'s handler for ``topic``.
 
@@ -327,6 +328,11 @@ class Consuming:
                 there (``event.session``), recording the event ID in it.
             raw: hand the handler ``event.data`` as the record's bytes, undecoded (for
                 records that are not JSON: protobuf, Avro, text).
+            batch: the handler takes a ``list[Event]``: the events of a fetched batch
+                the group has not handled (duplicates and stale versions left out), in
+                order per key. Exactly-once effect and dead letters stay per event: a
+                batch that fails after its retries is handed over again one event at a
+                time, and only the events that fail alone become dead letters.
 
         Raises:
             ConfigError: a bad option, or ``group`` already has a handler for ``topic``.
@@ -340,6 +346,7 @@ class Consuming:
             start=start,
             inbox=inbox,
             raw=raw,
+            batch=batch,
         )
         subs = self._core.subs
         if (group, topic) in subs:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from afterward._stats import incr
 from afterward.events._envelope import Event
-from afterward.events._subscription import Subscription
+from afterward.events._subscription import Handler, Subscription
 
 __all__ = ["inbox_table", "run_in_inbox"]
 
@@ -94,7 +94,7 @@ def _run_sync(sub: Subscription, event: Event) -> None:
     with _claimed(sub, event) as session:
         if session is None:
             return
-        result = sub.handler(replace(event, session=session))
+        result = _handler(sub)(replace(event, session=session))
         if inspect.isawaitable(result):
             # Awaited after this transaction commits, its effects would miss it while
             # the ID is recorded: refuse, so the transaction rolls back.
@@ -119,7 +119,7 @@ async def _run_async(sub: Subscription, event: Event) -> None:
         if not claimed:
             incr("events.duplicate", labels=(sub.group, sub.topic))
             return
-        result = sub.handler(replace(event, session=session))
+        result = _handler(sub)(replace(event, session=session))
         if inspect.isawaitable(result):
             await result
 
@@ -132,8 +132,13 @@ async def run_in_inbox(sub: Subscription, event: Event) -> None:
         with _claimed(sub, event) as session:
             if session is None:
                 return
-            result = sub.handler(replace(event, session=session))
+            result = _handler(sub)(replace(event, session=session))
             if inspect.isawaitable(result):
                 await result
     else:
         await asyncio.to_thread(_run_sync, sub, event)
+
+
+def _handler(sub: Subscription) -> Handler:
+    # A batch handler cannot use an inbox (refused at subscribe): this one takes an Event.
+    return cast("Handler", sub.handler)

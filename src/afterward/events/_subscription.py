@@ -11,9 +11,11 @@ from afterward._backoff import check_backoff
 from afterward._exceptions import ConfigError
 from afterward.events._envelope import Event, validate_topic
 
-__all__ = ["Handler", "Subscription", "check_group"]
+__all__ = ["BatchHandler", "Handler", "Subscription", "check_group"]
 
+#: An event handler; a ``batch=True`` one takes a ``list[Event]`` instead.
 Handler = Callable[[Event], Awaitable[None] | None]
+BatchHandler = Callable[[list[Event]], Awaitable[None] | None]
 
 
 def _no_handler(event: Event) -> None:
@@ -33,13 +35,14 @@ class Subscription:
 
     topic: str
     group: str
-    handler: Handler
+    handler: Handler | BatchHandler
     retries: int
     backoff: tuple[float, ...]
     concurrency: int
     start: Literal["earliest", "latest"]
     inbox: Any = None
     raw: bool = False
+    batch: bool = False
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +61,7 @@ class Subscription:
         start: object,
         inbox: Any,
         raw: object = False,
+        batch: object = False,
     ) -> Subscription:
         """Validate ``bus.subscribe``'s arguments; the handler comes with
         :meth:`with_handler` (the decorator's argument).
@@ -77,6 +81,10 @@ class Subscription:
             raise ConfigError(f"start must be 'earliest' or 'latest', got {start!r}")
         if not isinstance(raw, bool):
             raise ConfigError(f"raw must be a bool, got {raw!r}")
+        if not isinstance(batch, bool):
+            raise ConfigError(f"batch must be a bool, got {batch!r}")
+        if batch and inbox is not None:
+            raise ConfigError("a batch handler cannot use inbox= (one transaction per event)")
         return cls(
             topic,
             group,
@@ -87,9 +95,10 @@ class Subscription:
             start,
             inbox,
             raw,
+            batch,
         )
 
-    def with_handler(self, handler: Handler) -> Subscription:
+    def with_handler(self, handler: Handler | BatchHandler) -> Subscription:
         """This subscription with ``handler``.
 
         Raises:

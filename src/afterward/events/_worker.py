@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 
 from afterward._exceptions import BackendError
 from afterward._stats import incr
-from afterward.events._batch import error_text
 from afterward.events._core import BusCore
+from afterward.events._handler import error_text
 from afterward.events._job_wire import job_attempt, payload_of, queued_attempt
 from afterward.events._queue import queue_of
 from afterward.events._records import Attempt, QueueDepth, Reservation, StoredFailedJob

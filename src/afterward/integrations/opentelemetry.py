@@ -24,7 +24,7 @@ Spans, with OpenTelemetry's HTTP and messaging semantic conventions:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import Token
 from typing import Any
@@ -246,9 +246,10 @@ class _Tracing:
         kind: SpanKind,
         attributes: dict[str, AttributeValue],
         context: otel_context.Context | None = None,
+        links: Sequence[Link] = (),
     ) -> Iterator[_Span]:
         with self._tracer.start_as_current_span(
-            name, context=context, kind=kind, attributes=attributes
+            name, context=context, kind=kind, attributes=attributes, links=links
         ) as span:
             yield _Span(span)
 
@@ -274,6 +275,25 @@ class _Tracing:
         }
         parent = _remote(event.traceparent, event.tracestate)
         return self._span(f"process {event.topic}", SpanKind.CONSUMER, attributes, parent)
+
+    def consume_batch(
+        self, system: str, group: str, topic: str, events: Sequence[Any]
+    ) -> AbstractContextManager[_Span]:
+        # A batch has no one parent: each event's publish is a link (semantic conventions).
+        links = []
+        for event in events:
+            remote = _remote(event.traceparent, event.tracestate)
+            if remote is not None:
+                links.append(Link(trace.get_current_span(remote).get_span_context()))
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": system,
+            "messaging.destination.name": topic,
+            "messaging.consumer.group.name": group,
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.batch.message_count": len(events),
+        }
+        return self._span(f"process {topic}", SpanKind.CONSUMER, attributes, links=links)
 
     @contextmanager
     def dispatch(self, connection: str, payload: Any) -> Iterator[_Span]:

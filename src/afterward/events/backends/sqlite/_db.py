@@ -15,9 +15,11 @@ sees every write queued before it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from afterward._exceptions import BackendError, BackendUnavailable, ConfigError
+from afterward.events.backends.sqlite._inline import LoopWriter, Write
 
 __all__ = ["SQLiteFile", "path_of"]
 
@@ -72,6 +75,9 @@ class SQLiteFile:
         self._lock = threading.Lock()
         self._opened: Future[None] | None = None
         self._ready = False
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWriter] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         """Run ``fn(connection)`` on the file's thread (in a transaction when ``write``).
@@ -85,6 +91,32 @@ class SQLiteFile:
         done: Future[T] = Future()
         self._jobs.put(_Job(fn, write, done))
         return await asyncio.wrap_future(done)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run the write ``fn(connection)`` at the end of this loop iteration, in one
+        transaction with the writes submitted meanwhile, on this loop's thread when the
+        file is free, else on the file's thread (see :mod:`._inline`).
+
+        Raises:
+            BackendError: as :meth:`run`.
+        """
+        if not self._ready:
+            await self.connect()
+        loop = asyncio.get_running_loop()
+        writer = self._writers.get(loop)
+        if writer is None:
+            writer = self._writers[loop] = LoopWriter(
+                self.path, functools.partial(self._hand_over, loop), self._error
+            )
+        result: T = await writer.submit(fn)
+        return result
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[Write]) -> None:
+        """A loop's batch goes to the file's thread (the file was busy)."""
+        for fn, waiter in batch:
+            done: Future[Any] = Future()
+            done.add_done_callback(functools.partial(_back_to, loop, waiter))
+            self._jobs.put(_Job(fn, True, done))
 
     async def connect(self) -> None:
         """Start the thread and open the file. Idempotent."""
@@ -114,6 +146,9 @@ class SQLiteFile:
             opened, self._opened = self._opened, None
             thread, self._thread = self._thread, None
             self._ready = False
+        writers, self._writers = list(self._writers.values()), weakref.WeakKeyDictionary()
+        for writer in writers:
+            writer.close()
         if opened is None or thread is None:
             return
         self._jobs.put(None)
@@ -249,6 +284,24 @@ def _settle(job: _Job, conn: sqlite3.Connection, db: SQLiteFile) -> None:
         job.done.set_exception(db._error(exc))
     else:
         job.done.set_result(result)
+
+
+def _back_to(
+    loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any], done: Future[Any]
+) -> None:
+    """Settle a loop's future from the thread's (on the loop, unless it is gone)."""
+
+    def settle() -> None:
+        if waiter.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(settle)
 
 
 def _fail(job: _Job, error: BaseException) -> None:

@@ -60,7 +60,8 @@ class SQLiteLog(ConnectContext):
     # -- the log ----------------------------------------------------------------------
 
     async def append(self, records: Sequence[AppendRecord]) -> None:
-        await self.db.run(_call(_events.append, records=records), write=True)
+        # Coalesced with the appends of this loop iteration, without a thread hop.
+        await self.db.write(_call(_events.append, records=records))
 
     async def read(
         self, topic: str, positions: Mapping[int, int], limit: int
