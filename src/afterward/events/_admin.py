@@ -75,12 +75,13 @@ class Operating:
         pairs = {(g, t) for g, topics in (await state.groups()).items() for t in topics}
         pairs |= set(core.subs)
         result: dict[str, dict[str, int]] = {}
+        ends: dict[str, dict[int, int]] = {}  # one read per topic, not per group and topic
         for group, topic in sorted(pairs):
             sub = core.subs.get((group, topic))
             positions = await state.positions(group, topic)
             if positions is None:
                 positions = await core.positions_of(sub) if sub is not None else {}
-            result.setdefault(group, {})[topic] = await core.lag_of(group, topic, positions)
+            result.setdefault(group, {})[topic] = await core.lag_of(group, topic, positions, ends)
         return result
 
     def lag_sync(self) -> dict[str, dict[str, int]]:

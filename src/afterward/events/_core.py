@@ -183,13 +183,24 @@ class BusCore:
             positions = await state.positions(sub.group, sub.topic) or {}
         return positions
 
-    async def lag_of(self, group: str, topic: str, positions: dict[int, int]) -> int:
+    async def lag_of(
+        self,
+        group: str,
+        topic: str,
+        positions: dict[int, int],
+        known_ends: dict[str, dict[int, int]] | None = None,
+    ) -> int:
         """Events of ``topic`` past ``positions``; the ``on_lag`` watches see it.
 
         A position past its partition's end (the topic was recreated) counts that whole
         partition as lag: the consumer will reset to its start and read it all.
+        ``known_ends`` caches the topics' end offsets across calls (one ``lag()``).
         """
-        ends = await self.backend.log.end_offsets(topic)
+        ends = None if known_ends is None else known_ends.get(topic)
+        if ends is None:
+            ends = await self.backend.log.end_offsets(topic)
+            if known_ends is not None:
+                known_ends[topic] = ends
         lag = 0
         for partition, end in ends.items():
             position = positions.get(partition, 0)
