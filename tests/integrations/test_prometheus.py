@@ -238,3 +238,25 @@ def test_the_grafana_dashboard_charts_every_metric() -> None:
         "afterward_http_requests_total",
     ):
         assert metric in queries, metric
+
+
+def test_start_http_server_serves_the_metrics_on_a_port_of_its_own(app_bus: EventBus) -> None:
+    from afterward.integrations.prometheus import start_http_server
+
+    app_bus.publish_sync("order.completed", {"n": 1})
+    server, thread = start_http_server(0, app_bus, registry=None)
+    try:
+        response = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5)
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        lags = {
+            s.labels["group"]: s.value
+            for f in text_string_to_metric_families(response.text)
+            if f.name == "afterward_consumer_lag"
+            for s in f.samples
+        }
+        assert lags == {"audit": 1.0, "billing": 1.0}
+        assert "process_cpu_seconds_total" not in response.text  # registry=None: ours alone
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

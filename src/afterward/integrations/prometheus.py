@@ -128,8 +128,8 @@ def start_http_server(
     max_age: float = 1.0,
 ) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Serve the metrics on ``addr:port`` (any path) from a daemon thread; return
-    ``(server, thread)``: ``server.server_port`` is the port, ``server.shutdown()``
-    stops it.
+    ``(server, thread)``: ``server.server_port`` is the port; ``server.shutdown()`` then
+    ``server.server_close()`` stops it.
 
     Args:
         port: the port (0: any free one).
