@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import httpx
 
@@ -11,8 +11,12 @@ from afterward._context import correlation_id
 from afterward._exceptions import ConfigError, InvalidRequestError
 from afterward._loop import run_sync
 from afterward.http import _client
+from afterward.http._durable import dispatch_request
 from afterward.http._retry import DEFAULT_BACKOFF, Retry, When
 from afterward.http._send import deliver
+
+if TYPE_CHECKING:
+    from afterward.jobs import JobPayload
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -142,6 +146,48 @@ class PendingRequest:
             StrayRequestError: under a fake preventing stray requests, nothing matched.
         """
         return await deliver(self)
+
+    def dispatch(
+        self,
+        *,
+        tries: int = 5,
+        backoff: float | Sequence[float] = (1, 10, 60),
+        queue: str = "queue",
+    ) -> JobPayload:
+        """Send the request from a durable queue job: it survives this process dying.
+
+        The request is stored as it would be sent now (``base_url``, default headers and
+        timeout applied; a ``content=`` or ``data=`` body as exact bytes) and enqueued,
+        through the outbox inside an open database transaction (so it exists only once
+        that commits). A worker (``afterward worker``) sends it with this process's
+        correlation ID and an ``Idempotency-Key`` (the job ID) unless it has one, and
+        retries it with ``tries`` and ``backoff`` whatever its method, on a transport
+        error, a timeout, 429 (honouring ``Retry-After``, at most 60 s) and 5xx; another
+        status >= 400 fails it at once. Given up, it lands in failed jobs with the last
+        status and the start of the body (:class:`~afterward.RequestFailed`).
+
+        Example:
+            >>> http.post(hook, json={"order_id": 7}).dispatch(tries=5, backoff=(1, 10, 60))
+
+        Args:
+            tries: attempts in total; an int >= 1.
+            backoff: seconds before attempt 2, 3, ...; the last value repeats.
+            queue: the job connection that takes it (the durable ``"queue"``; any
+                registered name).
+
+        Returns:
+            The job's payload (``payload.id`` is the job ID and default idempotency key).
+
+        Raises:
+            DispatchError: ``tries`` is not an int >= 1, a negative ``backoff``, a
+                ``json=`` body that is not JSON-serializable, a streamed body, an
+                argument that cannot be stored (``auth=``, ``cookies=``, ``files=``...),
+                a relative URL with no ``base_url``, a request with its own
+                :meth:`retry`, or an unknown ``queue``. Nothing was enqueued.
+        """
+        return dispatch_request(
+            self.method, self.url, self.options, self.retry_policy, tries, backoff, queue
+        )
 
     def build(self, client: httpx.AsyncClient) -> tuple[httpx.Request, dict[str, Any]]:
         """The ``httpx.Request`` to send with ``client`` now, and ``client.send``'s options.
