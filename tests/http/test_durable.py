@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from afterward import DispatchError, RequestFailed, correlate, http, scope
 from afterward.events import EventBus, FailedJob
-from afterward.jobs import unregister_connection
 from afterward.integrations import sqlalchemy as afterward_sqla
+from afterward.jobs import unregister_connection
 from tests.events.procs import spawn
 from tests.http.conftest import Server, tag
 from tests.support import free_port, wait_for
@@ -115,7 +115,10 @@ async def test_out_of_tries_the_failed_job_shows_the_last_status(
     assert server.state.hits[t] == 2
     failed = _only_failed(bus)
     assert failed.attempts == 2
-    assert failed.error == f"RequestFailed: DELETE {_fail_url(server, t, 5, 502)} answered 502: not yet"
+    assert (
+        failed.error
+        == f"RequestFailed: DELETE {_fail_url(server, t, 5, 502)} answered 502: not yet"
+    )
 
 
 async def test_429_waits_what_retry_after_asks_not_the_backoff(
@@ -132,9 +135,7 @@ async def test_429_waits_what_retry_after_asks_not_the_backoff(
     assert bus.failed_jobs() == []
 
 
-async def test_a_400_fails_at_once_with_its_status_and_body(
-    server: Server, bus: EventBus
-) -> None:
+async def test_a_400_fails_at_once_with_its_status_and_body(server: Server, bus: EventBus) -> None:
     t = tag()
     url = _fail_url(server, t, 5, 400)
     payload = http.post(url, json={"bad": True}).dispatch(tries=5, backoff=0)
@@ -289,4 +290,3 @@ def test_delivered_by_a_worker_after_the_dispatcher_was_killed(
     assert server.state.bodies[flaky] == [b"\x00retried"] * 2
     assert {h["x-correlation-id"] for h in server.state.headers[ok]} == {"cid-of-the-dead"}
     assert EventBus(bus_url).failed_jobs() == []
-

@@ -13,23 +13,25 @@ from __future__ import annotations
 import base64
 import json as jsonlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from afterward._exceptions import ConfigError, DispatchError, RequestFailed
 from afterward.http import _client
-from afterward.http._retry import Retry, is_retryable, retry_after
+from afterward.http._build import RequestOptions, build_request
+from afterward.http._retry import NO_RETRY, Retry, is_retryable, retry_after
+from afterward.http._send import deliver
 from afterward.jobs import Job, JobOptions, JobPayload, current_payload, dispatch_with
-
-if TYPE_CHECKING:
-    from afterward.http._request import RequestOptions
 
 __all__ = ["EXCERPT_CHARS", "DurableRequest", "dispatch_request"]
 
 #: How much of a failing response's body its :class:`~afterward.RequestFailed` keeps.
 EXCERPT_CHARS = 500
-_STORABLE = frozenset({"params", "headers", "json", "content", "data", "timeout", "follow_redirects"})
+_STORABLE = frozenset(
+    {"params", "headers", "json", "content", "data", "timeout", "follow_redirects"}
+)
 _BODIES = ("json", "content", "data")
 
 
@@ -52,7 +54,7 @@ class DurableRequest(Job):
         headers: list[list[str]],
         json: Any = None,
         body: str | None = None,
-        timeout: dict[str, float | None] | None = None,
+        timeouts: dict[str, float | None] | None = None,
         follow_redirects: bool | None = None,
     ) -> None:
         self.method = method
@@ -60,14 +62,12 @@ class DurableRequest(Job):
         self.headers = headers
         self.json = json
         self.body = body
-        self.timeout = timeout
+        self.timeouts = timeouts
         self.follow_redirects = follow_redirects
 
     async def handle(self) -> None:
         """Send the request once; raise :class:`~afterward.RequestFailed` if it failed."""
-        from afterward.http._request import PendingRequest  # it imports this module
-
-        headers = httpx.Headers(self.headers)
+        headers = httpx.Headers([(name, value) for name, value in self.headers])
         payload = current_payload()
         if payload is not None and "idempotency-key" not in headers:
             headers["Idempotency-Key"] = payload.id
@@ -76,13 +76,12 @@ class DurableRequest(Job):
             options["content"] = base64.b64decode(self.body)
         elif self.json is not None:
             options["json"] = self.json
-        if self.timeout is not None:
-            options["timeout"] = httpx.Timeout(**self.timeout)
+        if self.timeouts is not None:
+            options["timeout"] = httpx.Timeout(**self.timeouts)
         if self.follow_redirects is not None:
             options["follow_redirects"] = self.follow_redirects
-        request = PendingRequest(self.method, self.url, **options).retry(0)
         try:
-            response = await request.send()
+            response = await deliver(_Attempt(self.method, self.url, options))
         except httpx.TransportError as exc:
             text = f"{type(exc).__name__}: {exc}"
             raise RequestFailed(self.method, self.url, None, text, retryable=True) from exc
@@ -95,6 +94,19 @@ class DurableRequest(Job):
                 retryable=is_retryable(response),
                 retry_after=retry_after(response),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One send of a durable request (its job retries, never :func:`deliver`)."""
+
+    method: str
+    url: str
+    options: RequestOptions
+    retry_policy: Retry = NO_RETRY
+
+    def build(self, client: httpx.AsyncClient) -> tuple[httpx.Request, dict[str, Any]]:
+        return build_request(client, self.method, self.url, self.options)
 
 
 def _excerpt(response: httpx.Response) -> str:
@@ -157,7 +169,7 @@ def _frozen(method: str, url: str | httpx.URL, options: RequestOptions) -> dict[
     frozen["headers"] = [[name, value] for name, value in headers.multi_items()]
     timeout = options["timeout"] if "timeout" in options else _client.settings.timeout
     if "timeout" in options or timeout is not None:
-        frozen["timeout"] = _timeout(timeout)
+        frozen["timeouts"] = _timeout(timeout)
     if "follow_redirects" in options:
         frozen["follow_redirects"] = bool(options["follow_redirects"])
     return frozen

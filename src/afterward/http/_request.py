@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 
-from afterward._context import correlation_id
 from afterward._exceptions import ConfigError, InvalidRequestError
 from afterward._loop import run_sync
-from afterward.http import _client
+from afterward.http._build import CORRELATION_HEADER, OPTIONS, RequestOptions, build_request
 from afterward.http._durable import dispatch_request
 from afterward.http._retry import DEFAULT_BACKOFF, Retry, When
 from afterward.http._send import deliver
@@ -33,29 +32,7 @@ __all__ = [
     "request",
 ]
 
-#: The header every request carries when a correlation ID is bound.
-CORRELATION_HEADER = "X-Correlation-ID"
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_SEND_OPTIONS = frozenset({"auth", "follow_redirects"})
-
-
-class RequestOptions(TypedDict, total=False):
-    """The per-request keyword arguments of ``httpx.AsyncClient.request``."""
-
-    params: Any
-    headers: Any
-    cookies: Any
-    content: Any
-    data: Any
-    files: Any
-    json: Any
-    timeout: Any
-    auth: Any
-    follow_redirects: bool
-    extensions: dict[str, Any]
-
-
-_OPTIONS = RequestOptions.__optional_keys__
 
 
 class PendingRequest:
@@ -89,11 +66,11 @@ class PendingRequest:
             )
         if not isinstance(url, str | httpx.URL):
             raise InvalidRequestError(f"a request URL must be a str or httpx.URL, got {url!r}")
-        unknown = set(options) - _OPTIONS
+        unknown = set(options) - OPTIONS
         if unknown:
             raise InvalidRequestError(
                 f"unknown request argument(s) {', '.join(sorted(unknown))}; httpx takes "
-                f"{', '.join(sorted(_OPTIONS))}"
+                f"{', '.join(sorted(OPTIONS))}"
             )
         self.method = method.upper()
         self.url = url
@@ -194,22 +171,7 @@ class PendingRequest:
 
         Built afresh for every attempt: a request body is read once by the transport.
         """
-        options = self.options
-        send_options: dict[str, Any] = {k: v for k, v in options.items() if k in _SEND_OPTIONS}
-        build: dict[str, Any] = {k: v for k, v in options.items() if k not in _SEND_OPTIONS}
-        caller_headers = httpx.Headers(options.get("headers"))
-        defaults = _client.settings
-        if defaults.headers:
-            headers = httpx.Headers(defaults.headers)
-            headers.update(caller_headers)
-            build["headers"] = headers
-        if defaults.timeout is not None and "timeout" not in options:
-            build["timeout"] = defaults.timeout
-        request = client.build_request(self.method, _client.merge_url(self.url), **build)
-        cid = correlation_id()
-        if cid is not None and CORRELATION_HEADER not in caller_headers:
-            request.headers[CORRELATION_HEADER] = cid
-        return request, send_options
+        return build_request(client, self.method, self.url, self.options)
 
     def send_sync(self) -> httpx.Response:
         """Blocking twin of :meth:`send`, for Flask, Django and scripts.

@@ -55,14 +55,14 @@ async def _run(payload: JobPayload) -> None:
     error = await attempt(payload, "deferred")
     if error is None:
         return
-    wait = retry_delay(payload, error)
-    if wait is None:
+    backoff = retry_delay(payload, error)
+    if backoff is None:
         incr("jobs.failed")
         await run_failed(payload, error)
         return
     payload.attempt += 1
-    payload.available_at = time.time() + wait
-    _schedule(payload, wait)
+    payload.available_at = time.time() + backoff
+    _schedule(payload, backoff)
 
 
 def _schedule(payload: JobPayload, wait: float) -> None:
