@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from afterward import DispatchError, RequestFailed, correlate, http, scope
 from afterward.events import EventBus, FailedJob
+from afterward.http._durable import EXCERPT_CHARS, _excerpt
 from afterward.integrations import sqlalchemy as afterward_sqla
 from afterward.jobs import unregister_connection
 from tests.events.procs import spawn
@@ -145,6 +147,25 @@ async def test_a_400_fails_at_once_with_its_status_and_body(server: Server, bus:
     assert (failed.job_id, failed.attempts) == (payload.id, 1)
     assert failed.error == f"RequestFailed: POST {url} answered 400: not yet"
     assert "RequestFailed" in failed.traceback
+
+
+async def test_a_failed_request_retried_from_failed_jobs_is_delivered(
+    server: Server, bus: EventBus
+) -> None:
+    t = tag()
+    http.post(_fail_url(server, t, 1, 409), content=b"\x01\x02").dispatch(tries=1)
+    await _work(bus)
+    await bus.retry_failed_job(_only_failed(bus).id)
+    await _work(bus)
+    assert server.state.hits[t] == 2
+    assert server.state.bodies[t] == [b"\x01\x02"] * 2
+    assert bus.failed_jobs() == []
+
+
+def test_a_long_body_is_cut_to_an_excerpt() -> None:
+    response = httpx.Response(500, content="é".encode() * 2000)
+    assert _excerpt(response) == "é" * EXCERPT_CHARS + "..."
+    assert _excerpt(httpx.Response(500, content=b"\xffshort")) == "\ufffdshort"
 
 
 async def test_transport_errors_are_retried_then_fail_visibly(bus: EventBus) -> None:
