@@ -150,12 +150,8 @@ class RequestFailed(JobError):
     ) -> None:
         outcome = "failed" if status is None else f"answered {status}"
         super().__init__(f"{method} {url} {outcome}: {excerpt}")
-        self.method = method
-        self.url = url
-        self.status = status
-        self.excerpt = excerpt
-        self.retryable = retryable
-        self.retry_after = retry_after
+        self.method, self.url, self.status, self.excerpt = method, url, status, excerpt
+        self.retryable, self.retry_after = retryable, retry_after
 
 
 class BackendError(AfterwardError):

@@ -47,48 +47,35 @@ class DurableRequest(Job):
     with it bound) and an ``Idempotency-Key``, the job ID, unless it has its own.
     """
 
-    def __init__(
-        self,
-        method: str,
-        url: str,
-        headers: list[list[str]],
-        json: Any = None,
-        body: str | None = None,
-        timeouts: dict[str, float | None] | None = None,
-        follow_redirects: bool | None = None,
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.json = json
-        self.body = body
-        self.timeouts = timeouts
-        self.follow_redirects = follow_redirects
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
 
     async def handle(self) -> None:
         """Send the request once; raise :class:`~afterward.RequestFailed` if it failed."""
-        headers = httpx.Headers([(name, value) for name, value in self.headers])
+        stored = self.request
+        method, url = stored["method"], stored["url"]
+        headers = httpx.Headers([(name, value) for name, value in stored["headers"]])
         payload = current_payload()
         if payload is not None and "idempotency-key" not in headers:
             headers["Idempotency-Key"] = payload.id
         options: RequestOptions = {"headers": headers}
-        if self.body is not None:
-            options["content"] = base64.b64decode(self.body)
-        elif self.json is not None:
-            options["json"] = self.json
-        if self.timeouts is not None:
-            options["timeout"] = httpx.Timeout(**self.timeouts)
-        if self.follow_redirects is not None:
-            options["follow_redirects"] = self.follow_redirects
+        if "body" in stored:
+            options["content"] = base64.b64decode(stored["body"])
+        elif "json" in stored:
+            options["json"] = stored["json"]
+        if "timeouts" in stored:
+            options["timeout"] = httpx.Timeout(**stored["timeouts"])
+        if "follow_redirects" in stored:
+            options["follow_redirects"] = stored["follow_redirects"]
         try:
-            response = await deliver(_Attempt(self.method, self.url, options))
+            response = await deliver(_Attempt(method, url, options))
         except httpx.TransportError as exc:
             text = f"{type(exc).__name__}: {exc}"
-            raise RequestFailed(self.method, self.url, None, text, retryable=True) from exc
+            raise RequestFailed(method, url, None, text, retryable=True) from exc
         if response.status_code >= 400:
             raise RequestFailed(
-                self.method,
-                self.url,
+                method,
+                url,
                 response.status_code,
                 _excerpt(response),
                 retryable=is_retryable(response),
@@ -136,12 +123,12 @@ def dispatch_request(
         job_options = JobOptions.checked("request.dispatch()", tries, backoff, None)
     except ConfigError as exc:
         raise DispatchError(str(exc)) from None
-    job = DurableRequest(method, **_frozen(method, url, options))
+    job = DurableRequest(_frozen(method, url, options))
     return dispatch_with(job, job_options, connection=queue)
 
 
 def _frozen(method: str, url: str | httpx.URL, options: RequestOptions) -> dict[str, Any]:
-    """``DurableRequest``'s arguments (but ``method``) for a request, as JSON values."""
+    """The request a :class:`DurableRequest` stores, as JSON values."""
     unknown = set(options) - _STORABLE
     if unknown:
         raise DispatchError(
@@ -160,7 +147,7 @@ def _frozen(method: str, url: str | httpx.URL, options: RequestOptions) -> dict[
         full = full.copy_merge_params(options["params"])
     headers = httpx.Headers(_client.settings.headers)
     headers.update(httpx.Headers(options.get("headers")))
-    frozen: dict[str, Any] = {"url": str(full)}
+    frozen: dict[str, Any] = {"method": method, "url": str(full)}
     if "json" in options:
         frozen["json"] = _checked_json(options["json"])
     body = _body(method, full, options, headers)
