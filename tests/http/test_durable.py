@@ -22,14 +22,20 @@ from afterward.events import EventBus, FailedJob
 from afterward.http._durable import EXCERPT_CHARS, _excerpt
 from afterward.integrations import sqlalchemy as afterward_sqla
 from afterward.jobs import unregister_connection
+from tests.events.backends import BackendFactory, sqlite
+from tests.events.distributed import redis_bus_url
 from tests.events.procs import spawn
 from tests.http.conftest import Server, tag
 from tests.support import free_port, wait_for
 
+#: The work queues other processes reach (Kafka's backend has none).
+QUEUES = [sqlite, pytest.param(redis_bus_url, marks=pytest.mark.redis)]
 
-@pytest.fixture
-def bus_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bus.db'}"
+
+@pytest.fixture(params=QUEUES, ids=["sqlite", "redis"])
+def bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    factory: BackendFactory = request.param
+    return factory(tmp_path)
 
 
 @pytest.fixture
