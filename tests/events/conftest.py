@@ -29,6 +29,19 @@ def claiming_bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+#: Backends whose log deletes events past the retention when pruned. Not Kafka: its
+#: broker deletes by the topics' ``retention.ms`` (tests/events/test_retention.py checks
+#: the setting: tansu deletes nothing by time, and panics on ``DeleteRecords``).
+PRUNING = [(name, factory) for name, factory in BACKENDS if name != "kafka"]
+
+
+@pytest.fixture(params=[factory for _, factory in PRUNING], ids=[name for name, _ in PRUNING])
+def pruning_bus_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like ``bus_url``, for the backends whose log prunes its events itself."""
+    url: str = request.param(tmp_path)
+    return url
+
+
 @pytest.fixture
 async def bus(bus_url: str) -> AsyncIterator[EventBus]:
     """A connected bus on ``bus_url``, closed after the test."""

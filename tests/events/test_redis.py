@@ -66,7 +66,8 @@ async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path, raw:
         await bus.publish("orders", {"n": 1}, key="k")
         await bus.drain()
     keys = sorted(k.decode() for k in await raw.keys(prefix + "*"))
-    names = ["batches:orders:billing", "done:billing", "groups", "pos:orders:billing"]
+    names = ["batches:orders:billing", "done-at:billing", "done:billing", "groups"]
+    names.append("pos:orders:billing")
     names.append("stream:orders")
     assert keys == [prefix + name for name in names]
     assert await raw.type(f"{prefix}stream:orders") == b"stream"
