@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from afterward.events import EventBus
 from tests.events.backends import BACKENDS
+from tests.events.distributed import REDIS
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @pytest.fixture(params=[factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS])
@@ -47,3 +52,15 @@ async def bus(bus_url: str) -> AsyncIterator[EventBus]:
     """A connected bus on ``bus_url``, closed after the test."""
     async with EventBus(bus_url) as connected:
         yield connected
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Redis]:
+    """A plain redis-py client on the shared server (only the test's prefix is touched)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -16,19 +16,9 @@ from redis.asyncio import Redis
 from afterward.events._records import Done, Pruned
 from afterward.events.backends.redis import RedisLog
 from tests.events.backends import record
-from tests.events.distributed import REDIS, redis_bus_url
+from tests.events.distributed import redis_bus_url
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[Redis]:
-    """A plain redis-py client on the shared server (only the test's prefix is touched)."""
-    client = Redis.from_url(REDIS)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
