@@ -56,7 +56,7 @@ async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path, raw:
         await bus.publish("orders", {"n": 1}, key="k")
         await bus.drain()
     keys = sorted(k.decode() for k in await raw.keys(prefix + "*"))
-    names = ["batches:orders:billing", "done-at:billing", "done:billing", "groups"]
+    names = ["batches:orders:billing", "done-log:orders:billing", "done:billing", "groups"]
     names.append("pos:orders:billing")
     names.append("stream:orders")
     assert keys == [prefix + name for name in names]

@@ -1,6 +1,6 @@
 """Retention on Redis, at the level of its keys: streams trimmed in batches from the
-oldest (the newest kept, offsets going on), processed IDs and key versions pruned with
-their time indexes, which commits, member commits and replays keep in step."""
+oldest (the newest kept, offsets going on), processed IDs and key versions pruned by
+the commit log that commits append to and replays drop."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def test_streams_are_trimmed_in_batches_and_offsets_go_on(log: RedisLog, r
     assert await log.end_offsets("missing") == {}
 
 
-async def test_state_is_pruned_by_when_it_was_recorded(log: RedisLog, raw: Redis) -> None:
+async def test_state_is_pruned_by_when_it_was_committed(log: RedisLog, raw: Redis) -> None:
     await log.register("g", "t", {})
     await log.register("g", "u", {})
     done = [Done(f"e{n}", key=f"k{n % 2}", version=n + 1) for n in range(4)]
@@ -68,25 +68,25 @@ async def test_state_is_pruned_by_when_it_was_recorded(log: RedisLog, raw: Redis
     assert await log.prune_state(time.time() - 60, 1000) == Pruned()
     await asyncio.sleep(0.05)
     recent = time.time()
-    await asyncio.sleep(0.05)  # the indexes are scored by the server's clock
+    await asyncio.sleep(0.05)  # the commit log carries the server's clock
     await log.commit("g", "t", {0: 5}, [Done("e4", key="k0", version=9)])
-    assert await log.prune_state(recent, 3) == Pruned(processed=3, versions=2)
-    assert await log.prune_state(recent, 3) == Pruned(processed=2)
+    # Whole commits: t's first one (4 IDs; k1's version, not k0's, raised since), then u's.
+    assert await log.prune_state(recent, 3) == Pruned(processed=4, versions=1)
+    assert await log.prune_state(recent, 3) == Pruned(processed=1, versions=1)
     assert await log.prune_state(recent, 3) == Pruned()
     assert await log.processed("g", ["e0", "e1", "e2", "e3", "u1", "e4"]) == {"e4"}
-    # k0 was raised after the cutoff: it stays; k1 (and u's k) went.
     assert await log.key_versions("g", "t", ["k0", "k1"]) == {"k0": 9}
     assert await log.key_versions("g", "u", ["k"]) == {}
     assert not await raw.hexists(log.prefix + "deliveries:g", "e0")
-    assert await raw.zcard(log.prefix + "done-at:g") == 1
-    assert await raw.zcard(log.prefix + "ver-at:t:g") == 1
+    assert await raw.llen(log.prefix + "done-log:t:g") == 1
+    assert not await raw.exists(log.prefix + "done-log:u:g")
 
 
-async def test_a_replay_that_forgets_drops_the_time_indexes_too(log: RedisLog, raw: Redis) -> None:
+async def test_a_replay_that_forgets_drops_the_commit_log_too(log: RedisLog, raw: Redis) -> None:
     await log.register("g", "t", {})
     await log.commit("g", "t", {0: 2}, [Done("a", "k", 1), Done("b", "k", 2)])
     await log.commit("g", "u", {0: 1}, [Done("c")])
     await log.rewind("g", "t", {0: 0}, forget=True)
-    assert await raw.zrange(log.prefix + "done-at:g", 0, -1) == [b"c"]
-    assert not await raw.exists(log.prefix + "ver-at:t:g")
+    assert not await raw.exists(log.prefix + "done-log:t:g")
+    assert await raw.llen(log.prefix + "done-log:u:g") == 1
     assert await log.processed("g", ["a", "b", "c"]) == {"c"}

@@ -14,9 +14,9 @@ buses and nothing outside the prefix is touched:
 - ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
   what ``positions`` and the lag read; commits keep it in step with the consumer group.
 - ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the
-  highest processed version per key; ``done-at:<group>`` and ``ver-at:<topic>:<group>``:
-  when each was recorded (sorted sets scored by the server's time, what retention prunes
-  them by); ``groups``: registered (group, topic) pairs.
+  highest processed version per key; ``done-log:<topic>:<group>``: the group's commits
+  on the topic, each its done items after the server's time (what retention prunes
+  those two by); ``groups``: registered (group, topic) pairs.
 - ``claim:<topic>:<group>``: the member consuming the group on the topic, with a TTL
   (the bus's ``claim_ttl``, see below).
 - ``dlq`` (sorted by failure time) and ``dlq:<id>``: dead letters.

@@ -85,24 +85,19 @@ class Keys:
         """The group's highest processed version per key of the topic."""
         return f"{self.prefix}ver:{topic}:{group}"
 
-    def done_at(self, group: str) -> str:
-        """When each of the group's processed IDs was recorded (sorted set ID -> POSIX
-        seconds): what retention prunes ``done`` by."""
-        return f"{self.prefix}done-at:{group}"
-
-    def ver_at(self, topic: str, group: str) -> str:
-        """When each key's version was last raised (sorted set key -> POSIX seconds)."""
-        return f"{self.prefix}ver-at:{topic}:{group}"
+    def done_log(self, topic: str, group: str) -> str:
+        """The group's commits on the topic, oldest first (a list of ``<server time>
+        <done items as JSON>``): what retention prunes processed IDs and versions by."""
+        return f"{self.prefix}done-log:{topic}:{group}"
 
     def state(self, group: str, topic: str) -> list[str]:
-        """The position hash, processed IDs, key versions and their two time indexes
-        (the first KEYS of the commit and rewind scripts)."""
+        """The position hash, processed IDs, key versions and the commit log (the first
+        KEYS of the commit and rewind scripts)."""
         return [
             self.pos(topic, group),
             self.done(group),
             self.ver(topic, group),
-            self.done_at(group),
-            self.ver_at(topic, group),
+            self.done_log(topic, group),
         ]
 
     def batches(self, topic: str, group: str) -> str:

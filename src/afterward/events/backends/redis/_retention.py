@@ -5,10 +5,13 @@
   stream's last one anyway, so offsets go on). Entry IDs are dense offsets, not times,
   so the cut is found by a binary search of the entries' ``ce_time`` in the batch's
   window: a trim removes a prefix, up to the first event at or after the cutoff.
-- Group state: every processed ID and raised key version is also scored by the
-  server's time in a sorted set (``done-at:<group>``, ``ver-at:<topic>:<group>``, written
-  by the commit scripts); ``trim_state.lua`` removes the entries older than the
-  retention from both, oldest first, with the deliveries counted for those IDs.
+- Group state: each commit also appends its done items, after the server's time, to
+  the group's commit log on the topic (``done-log:<topic>:<group>``, a list: one
+  ``RPUSH`` of the script's own argument, so a commit costs next to nothing more);
+  ``trim_state.lua`` pops the commits older than the retention and removes their
+  processed IDs (with the deliveries counted for them) and their key versions unless a
+  later commit raised them. An ID that a replay recorded again later goes with its first
+  commit: its event is older than that commit, so past the retention as well.
 - Storage: per topic ``XLEN``, ``MEMORY USAGE`` (Redis's estimate: it samples the
   stream's nodes) and the oldest entry's ``ce_time``.
 
@@ -129,28 +132,29 @@ class RedisRetention:
         return found
 
     async def prune_state(self, before: float, limit: int) -> Pruned:
-        """Remove up to ``limit`` processed IDs and up to ``limit`` key versions recorded
-        before ``before``, across every registered group (``trim_state.lua`` per hash)."""
+        """Remove the processed IDs and key versions of the commits made before
+        ``before``, about ``limit`` of each (whole commits), across every registered
+        group and topic (``trim_state.lua`` per pair)."""
         keys = self._clients.keys
-        # The indexes are scored by the server's clock: send an age, not a time.
+        # The commit logs carry the server's time: send an age, not a time.
         age = repr(max(0.0, time.time() - before))
         processed = versions = 0
         async with self._clients.errors("pruning the group state"):
             members: Any = await self._clients.get().smembers(keys.groups)
             for group, topics in _codec.registered(members).items():
-                if processed < limit:
-                    hashes = [keys.done(group), keys.done_at(group), keys.deliveries(group)]
-                    processed += int(
-                        await self._clients.script(
-                            _scripts.TRIM_STATE, hashes, [age, limit - processed]
-                        )
-                    )
                 for topic in topics:
-                    if versions < limit:
-                        hashes = [keys.ver(topic, group), keys.ver_at(topic, group)]
-                        versions += int(
-                            await self._clients.script(
-                                _scripts.TRIM_STATE, hashes, [age, limit - versions]
-                            )
-                        )
+                    if max(processed, versions) >= limit:
+                        break
+                    state = [
+                        keys.done_log(topic, group),
+                        keys.done(group),
+                        keys.ver(topic, group),
+                        keys.deliveries(group),
+                    ]
+                    left = limit - max(processed, versions)
+                    ids, raised = await self._clients.script(
+                        _scripts.TRIM_STATE, state, [age, left]
+                    )
+                    processed += int(ids)
+                    versions += int(raised)
         return Pruned(processed=processed, versions=versions)

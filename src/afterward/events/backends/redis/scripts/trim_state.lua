@@ -1,18 +1,27 @@
--- Retention of the group state. KEYS: a hash (processed IDs or key versions), its time
--- index (a sorted set, see _record_done.lua), then hashes whose same fields go with it
--- (the deliveries counted for those event IDs). ARGV: the age in seconds past which an
--- entry goes (measured on the server's clock, the one that scored it), the most to
--- remove. Returns how many fields of KEYS[1] were removed.
+-- Retention of a group's state on one topic. KEYS: the commit log (see _record_done.lua),
+-- the processed-ID hash, the key versions, the deliveries counted. ARGV: the age in
+-- seconds past which a commit's records go (measured on the server's clock, the one
+-- that wrote the log), the most of each kind to remove (whole commits: it may go past).
+-- A key's version goes only if no later commit raised it. Returns {processed IDs
+-- removed, key versions removed}.
 local clock = redis.call('TIME')
 local cutoff = tonumber(clock[1]) + tonumber(clock[2]) / 1000000 - tonumber(ARGV[1])
-local old = redis.call('ZRANGE', KEYS[2], '-inf', '(' .. cutoff, 'BYSCORE', 'LIMIT', 0,
-                       tonumber(ARGV[2]))
-if #old == 0 then return 0 end
-local removed = 0
-for s = 1, #old, 1000 do
-  local slice = {unpack(old, s, math.min(s + 999, #old))}
-  removed = removed + redis.call('HDEL', KEYS[1], unpack(slice))
-  redis.call('ZREM', KEYS[2], unpack(slice))
-  for k = 3, #KEYS do redis.call('HDEL', KEYS[k], unpack(slice)) end
+local limit = tonumber(ARGV[2])
+local processed, versions = 0, 0
+while processed < limit and versions < limit do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local space = string.find(head, ' ', 1, true)
+  if tonumber(string.sub(head, 1, space - 1)) >= cutoff then break end
+  redis.call('LPOP', KEYS[1])
+  for _, item in ipairs(cjson.decode(string.sub(head, space + 1))) do
+    if item[2] == 1 then
+      processed = processed + redis.call('HDEL', KEYS[2], item[1])
+      redis.call('HDEL', KEYS[4], item[1])
+    end
+    if item[4] and redis.call('HGET', KEYS[3], item[3]) == item[4] then
+      versions = versions + redis.call('HDEL', KEYS[3], item[3])
+    end
+  end
 end
-return removed
+return {processed, versions}
