@@ -6,13 +6,17 @@ buses and nothing outside the prefix is touched:
 - ``stream:<topic>``: the topic's log, one stream (one partition). Entry IDs are dense,
   ``0-<offset + 1>`` (appended as ``0-*``: Redis numbers them), so an offset maps to a
   stream ID without an index, ``XRANGE`` reads from any position (``tail``,
-  ``offsets_for_time``) and ``XLEN`` is the end offset (entries are never deleted);
-  fields ``id``, ``ts``, ``payload``. Each afterward group consuming the topic is a Redis
-  consumer group of that stream, named like the group (``XINFO GROUPS`` shows it).
+  ``offsets_for_time``) and the newest entry's offset plus one is the end offset
+  (retention trims the oldest entries with ``XTRIM MINID`` and always keeps the newest,
+  see ``_retention.py``); fields ``id``, ``ts``, ``payload``. Each afterward group
+  consuming the topic is a Redis consumer group of that stream, named like the group
+  (``XINFO GROUPS`` shows it).
 - ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
   what ``positions`` and the lag read; commits keep it in step with the consumer group.
 - ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the
-  highest processed version per key; ``groups``: registered (group, topic) pairs.
+  highest processed version per key; ``done-log:<topic>:<group>``: the group's commits
+  on the topic, each its done items after the server's time (what retention prunes
+  those two by); ``groups``: registered (group, topic) pairs.
 - ``claim:<topic>:<group>``: the member consuming the group on the topic, with a TTL
   (the bus's ``claim_ttl``, see below).
 - ``dlq`` (sorted by failure time) and ``dlq:<id>``: dead letters.
@@ -60,7 +64,8 @@ Redis Cluster put the whole bus in one hash slot with a braced prefix
 
 The code: ``_log.py`` (:class:`RedisLog`), ``_member.py`` (a consumer group member),
 ``_client.py`` (the clients per event loop and error translation), ``_codec.py`` (keys and
-encodings, no I/O), ``_queue.py`` (:class:`RedisQueue`) and ``_queue_codec.py`` (its keys
+encodings, no I/O), ``_retention.py`` (trimming, pruning and storage sizes),
+``_queue.py`` (:class:`RedisQueue`) and ``_queue_codec.py`` (its keys
 and encodings), ``_scripts.py`` and ``scripts/*.lua`` (the Lua).
 """
 

@@ -52,6 +52,7 @@ __all__ = [
     "REWIND",
     "SCRIPTS",
     "TAKE_OVER",
+    "TRIM_STATE",
     "Script",
     "load",
     "run",
@@ -111,6 +112,7 @@ TAKE_OVER = load("take_over")
 LEAVE = load("leave")
 BEGIN_BATCH = load("begin_batch")
 ADD_SCHEMA = load("add_schema")
+TRIM_STATE = load("trim_state")
 
 # The work queue (``_queue.py``), each sharing ``_queue_lib.lua``.
 QUEUE_ACK = load("queue_ack")
@@ -141,6 +143,7 @@ SCRIPTS: dict[str, Script] = {
         LEAVE,
         BEGIN_BATCH,
         ADD_SCHEMA,
+        TRIM_STATE,
         QUEUE_ACK,
         QUEUE_DELETE,
         QUEUE_DEPTH,
