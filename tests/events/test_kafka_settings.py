@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from afterward import ConfigError
-from afterward.events._protocols import StateStore
+from afterward.events._backend import Backend
 from afterward.events.backends.kafka import KafkaSettings, open_backend
 
 
@@ -80,7 +80,7 @@ def test_bad_urls(url: str, says: str) -> None:
 def test_a_bad_url_opens_no_store() -> None:
     opened: list[str] = []
 
-    def open_store(url: str) -> StateStore:
+    def open_store(url: str) -> Backend:
         opened.append(url)
         raise AssertionError("a bad URL should be refused before its store is opened")
 

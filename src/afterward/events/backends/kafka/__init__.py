@@ -49,19 +49,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
+from afterward.events._work_queue import JobLedger
 from afterward.events.backends.kafka._log import KafkaLog
+from afterward.events.backends.kafka._queue import KafkaQueue
 from afterward.events.backends.kafka._settings import KafkaSettings
 
-__all__ = ["KafkaLog", "KafkaSettings", "open_backend"]
+__all__ = ["KafkaLog", "KafkaQueue", "KafkaSettings", "open_backend"]
 
 
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
-    """The backend of a ``kafka://`` URL: the log in Kafka, the state in ``store=``.
+def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
+    """The backend of a ``kafka://`` URL: the log in Kafka, the state in ``store=``, and
+    the work queue in both when the store keeps job marks (a SQLite store does).
 
     Raises:
         ConfigError: the URL is malformed, or its store is Kafka itself.
     """
     settings = KafkaSettings.parse(url)
     store = open_store(settings.store)
-    return Backend(KafkaLog(settings, store), store)
+    log = KafkaLog(settings, store.state)
+    ledger = store.queue
+    jobs = None
+    if isinstance(ledger, JobLedger):
+        jobs = KafkaQueue(log.clients, log.errors, ledger, store.state)
+    return Backend(log, store.state, jobs=jobs)

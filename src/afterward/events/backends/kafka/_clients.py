@@ -159,10 +159,10 @@ class KafkaClients:
             await asyncio.gather(*running, return_exceptions=True)
         await self._conns.close_all()
 
-    async def partition_count(self, topic: str, create: bool) -> int:
+    async def partition_count(self, topic: str, create: bool, partitions: int | None = None) -> int:
         """Partition count of ``topic`` (0 when it does not exist and ``create`` is false).
 
-        A topic created here gets the URL's ``partitions``.
+        A topic created here gets ``partitions``, by default the URL's ``partitions``.
         """
         if topic in self._partitions:
             return self._partitions[topic]
@@ -173,7 +173,9 @@ class KafkaClients:
             found = metadata.partitions_for_topic(name)
             if not found and create:
                 with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
-                    await conn.admin.create_topics([NewTopic(name, self.settings.partitions, 1)])
+                    await conn.admin.create_topics(
+                        [NewTopic(name, partitions or self.settings.partitions, 1)]
+                    )
                 await conn.producer.client.force_metadata_update()
                 metadata = await conn.producer.client.fetch_all_metadata()
                 found = metadata.partitions_for_topic(name)
