@@ -1,0 +1,109 @@
+"""What only the Kafka work queue has: ready jobs are records of a queue topic whose
+partitions the worker group shares, parked jobs stay off it until due, and the per-job
+marks live in the state store. The shared guarantees are in test_queue_primitives.py
+and test_work_queue.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from afterward.events.backends import open_backend
+from afterward.events.backends.kafka import KafkaLog, KafkaQueue
+from tests.events.distributed import kafka_bus_url
+from tests.events.test_queue_primitives import job, reserve_until
+
+pytestmark = pytest.mark.kafka
+
+TOPIC = "afterward.jobs.q"
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[tuple[KafkaQueue, KafkaLog]]:
+    """The work queue and the log of a connected backend on ``url`` (one worker process)."""
+    backend = open_backend(url)
+    assert isinstance(backend.queue, KafkaQueue) and isinstance(backend.log, KafkaLog)
+    async with backend:
+        yield backend.queue, backend.log
+
+
+async def test_parked_jobs_stay_off_the_topic_until_due(tmp_path: Path) -> None:
+    url = kafka_bus_url(tmp_path) + "&queue_partitions=4"
+    async with opened(url) as (queue, log):
+        now = time.time()
+        later = [job(f"later-{n}", due=now + 3600) for n in range(20)]
+        await queue.enqueue([*later, job("soon", due=now + 0.3), job("now")])
+        ends = await log.end_offsets(TOPIC)
+        assert (len(ends), sum(ends.values())) == (4, 1)  # queue_partitions; one record
+        (first,) = await queue.reserve("q", "w", 1, 30)
+        assert first.job.id == "now"
+        (soon,) = await reserve_until(queue, "w", 1)  # published once due, then reserved
+        assert soon.job.id == "soon" and time.time() >= now + 0.3
+        assert sum((await log.end_offsets(TOPIC)).values()) == 2
+        depth = (await queue.depth("q"))["q"]
+        assert (depth.ready, depth.delayed, depth.running) == (0, 20, 2)
+
+
+async def test_a_retry_with_backoff_is_parked_then_published_again(tmp_path: Path) -> None:
+    async with opened(kafka_bus_url(tmp_path)) as (queue, log):
+        await queue.enqueue([job("a")])
+        (first,) = await queue.reserve("q", "w", 1, 30)
+        assert first.attempt == 1
+        assert await queue.retry("q", "w", "a", time.time() + 0.3, b'{"attempt": 2}')
+        assert await queue.reserve("q", "w", 1, 30) == []  # parked: not due
+        (second,) = await reserve_until(queue, "w", 1)
+        assert (second.attempt, second.job.payload) == (2, b'{"attempt": 2}')
+        assert sum((await log.end_offsets(TOPIC)).values()) == 2  # published again when due
+
+
+async def test_priority_spans_the_partitions_a_worker_holds(tmp_path: Path) -> None:
+    url = kafka_bus_url(tmp_path) + "&queue_partitions=4"
+    async with opened(url) as (queue, log):
+        await queue.enqueue([job(f"plain-{n}") for n in range(12)])
+        await queue.enqueue([job("urgent", priority=5), job("low", priority=-1)])
+        assert len(await log.end_offsets(TOPIC)) == 4
+        got = [r.job.id for r in await queue.reserve("q", "w", 14, 30)]
+        assert (got[0], got[1:13], got[-1]) == ("urgent", [f"plain-{n}" for n in range(12)], "low")
+
+
+async def _committed(url: str, group: str) -> int | None:
+    """The Kafka group's committed offset of partition 0 of the queue topic."""
+    query = parse_qs(urlsplit(url).query)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=urlsplit(url).netloc,
+        group_id=query["prefix"][0] + group,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        offset: int | None = await consumer.committed(TopicPartition(query["prefix"][0] + TOPIC, 0))
+        return offset
+    finally:
+        await consumer.stop()
+
+
+async def test_the_next_member_repeats_only_the_unfinished_jobs(tmp_path: Path) -> None:
+    url = kafka_bus_url(tmp_path) + "&queue_partitions=1"
+    ids = [f"j{n}" for n in range(10)]
+    finished = {"j0", "j1", "j2", "j4", "j7"}
+    async with opened(url) as (first, _):
+        await first.enqueue([job(i) for i in ids])
+        held = await first.reserve("q", "w1", 10, 0.5)
+        assert [r.job.id for r in held] == ids
+        for job_id in sorted(finished):
+            assert await first.ack("q", "w1", job_id)
+        await first.reserve("q", "w1", 1, 0.5)  # nothing ready: commits what settled
+    # Leaving the group committed the first unfinished record: the next member starts
+    # there, and the ledger skips the jobs done after it.
+    assert await _committed(url, "afterward.worker.q") == 3
+    async with opened(url) as (second, _):
+        again = await reserve_until(second, "w2", 5)  # once the first's leases ran out
+        assert sorted(r.job.id for r in again) == sorted(set(ids) - finished)
+        assert {r.attempt for r in again} == {2}
+        assert await second.reserve("q", "w2", 10, 30) == []
