@@ -9,19 +9,60 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from afterward.events.backends import open_backend
 from afterward.events.backends.kafka import KafkaLog, KafkaQueue
-from tests.events.distributed import kafka_bus_url
-from tests.events.test_queue_primitives import job, reserve_until
+from tests.events.distributed import kafka_bus_url, redis_bus_url
 
-pytestmark = pytest.mark.kafka
+# The primitives' contract once more, collected here with this module's ``bus_url``: a
+# Kafka bus whose state store (the job marks) is Redis, not SQLite.
+from tests.events.test_queue_primitives import (  # noqa: F401
+    job,
+    parts,
+    reserve_until,
+    test_a_retry_due_now_comes_back_with_its_new_payload_and_next_attempt,
+    test_ack_retry_fail_need_the_lease,
+    test_an_expired_lease_is_redelivered_then_failed_at_its_last_try,
+    test_competing_reservations_never_share_a_job,
+    test_enqueue_is_idempotent_and_due_times_split_ready_from_delayed,
+    test_extend_keeps_only_own_live_leases,
+    test_failed_jobs_can_be_requeued_or_deleted,
+    test_release_hands_back_at_once_without_counting,
+    test_reserve_by_priority_then_due_then_order_counting_the_attempt,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 TOPIC = "afterward.jobs.q"
+
+
+def on_redis(tmp_path: Path, options: str = "") -> str:
+    """A Kafka bus URL private to the test, its state store a Redis key prefix."""
+    sqlite_store = kafka_bus_url(tmp_path).rsplit("&store=", 1)[0]
+    return f"{sqlite_store}{options}&store={quote(redis_bus_url(tmp_path), safe='')}"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest) -> str:
+    """The kind of state store the job marks are in."""
+    return str(request.param)
+
+
+def url_of(tmp_path: Path, store: str, options: str = "") -> str:
+    """A Kafka bus URL private to the test, on a ``store`` state store."""
+    if store == "redis":
+        return on_redis(tmp_path, options)
+    return kafka_bus_url(tmp_path) + options
+
+
+@pytest.fixture
+def bus_url(tmp_path: Path) -> str:
+    """For the primitives imported above."""
+    return on_redis(tmp_path)
 
 
 @asynccontextmanager
@@ -33,8 +74,8 @@ async def opened(url: str) -> AsyncIterator[tuple[KafkaQueue, KafkaLog]]:
         yield backend.queue, backend.log
 
 
-async def test_parked_jobs_stay_off_the_topic_until_due(tmp_path: Path) -> None:
-    url = kafka_bus_url(tmp_path) + "&queue_partitions=4"
+async def test_parked_jobs_stay_off_the_topic_until_due(tmp_path: Path, store: str) -> None:
+    url = url_of(tmp_path, store, "&queue_partitions=4")
     async with opened(url) as (queue, log):
         now = time.time()
         later = [job(f"later-{n}", due=now + 3600) for n in range(20)]
@@ -50,8 +91,10 @@ async def test_parked_jobs_stay_off_the_topic_until_due(tmp_path: Path) -> None:
         assert (depth.ready, depth.delayed, depth.running) == (0, 20, 2)
 
 
-async def test_a_retry_with_backoff_is_parked_then_published_again(tmp_path: Path) -> None:
-    async with opened(kafka_bus_url(tmp_path)) as (queue, log):
+async def test_a_retry_with_backoff_is_parked_then_published_again(
+    tmp_path: Path, store: str
+) -> None:
+    async with opened(url_of(tmp_path, store)) as (queue, log):
         await queue.enqueue([job("a")])
         (first,) = await queue.reserve("q", "w", 1, 30)
         assert first.attempt == 1
@@ -62,8 +105,8 @@ async def test_a_retry_with_backoff_is_parked_then_published_again(tmp_path: Pat
         assert sum((await log.end_offsets(TOPIC)).values()) == 2  # published again when due
 
 
-async def test_priority_spans_the_partitions_a_worker_holds(tmp_path: Path) -> None:
-    url = kafka_bus_url(tmp_path) + "&queue_partitions=4"
+async def test_priority_spans_the_partitions_a_worker_holds(tmp_path: Path, store: str) -> None:
+    url = url_of(tmp_path, store, "&queue_partitions=4")
     async with opened(url) as (queue, log):
         await queue.enqueue([job(f"plain-{n}") for n in range(12)])
         await queue.enqueue([job("urgent", priority=5), job("low", priority=-1)])
@@ -88,8 +131,8 @@ async def _committed(url: str, group: str) -> int | None:
         await consumer.stop()
 
 
-async def test_the_next_member_repeats_only_the_unfinished_jobs(tmp_path: Path) -> None:
-    url = kafka_bus_url(tmp_path) + "&queue_partitions=1"
+async def test_the_next_member_repeats_only_the_unfinished_jobs(tmp_path: Path, store: str) -> None:
+    url = url_of(tmp_path, store, "&queue_partitions=1")
     ids = [f"j{n}" for n in range(10)]
     finished = {"j0", "j1", "j2", "j4", "j7"}
     async with opened(url) as (first, _):
