@@ -24,6 +24,10 @@ What lives where:
   Dead letters are also copied to the ``<topic>.dlq.<group>`` topic (a tombstone marks
   one retried or discarded) for Kafka-side tooling; the store's copy is the one
   listed, retried and discarded.
+- **The work queue** (the ``queue`` job connection, :mod:`._queue`): ready jobs are
+  records of ``afterward.jobs.<queue>``, whose partitions the worker processes share as
+  the consumer group ``afterward.worker.<queue>``; each job's marks (attempts, lease,
+  done, failed) and the jobs not due yet are in the state store's work queue.
 - **Publishing**: concurrent appends of an event loop are written together, one record
   batch per partition per round; each append settles from its own partitions.
 
@@ -31,10 +35,12 @@ The modules: :mod:`._settings` (the URL, parsed once, and every client's options
 :mod:`._clients` (the aiokafka clients of each event loop, topic metadata),
 :mod:`._producer` (appends), :mod:`._reader` (reads without a group, end offsets,
 offsets by time), :mod:`._member` (a consumer group member), :mod:`._log`
-(:class:`KafkaLog`, tying them together).
+(:class:`KafkaLog`, tying them together), :mod:`._queue` (:class:`KafkaQueue`) and
+:mod:`._queue_member` (a worker group member).
 
 URL options (query string): ``store=<url>`` (URL-encoded), ``prefix=`` (prepended to every
 Kafka topic and group name, to share a cluster), ``partitions=`` (for created topics),
+``queue_partitions=`` (for created work queue topics, 16),
 ``request_timeout_ms=`` (how long a publish waits for an unreachable broker before
 :class:`~afterward.BackendUnavailable`, 40 s by default), ``session_timeout_ms=`` (10 s)
 and ``rebalance_timeout_ms=`` (60 s) for the consumer groups, ``client_id=``.
