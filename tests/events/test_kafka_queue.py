@@ -46,7 +46,7 @@ def on_redis(tmp_path: Path, options: str = "") -> str:
     return f"{sqlite_store}{options}&store={quote(redis_bus_url(tmp_path), safe='')}"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "memory"])
 def store(request: pytest.FixtureRequest) -> str:
     """The kind of state store the job marks are in."""
     return str(request.param)
@@ -56,7 +56,10 @@ def url_of(tmp_path: Path, store: str, options: str = "") -> str:
     """A Kafka bus URL private to the test, on a ``store`` state store."""
     if store == "redis":
         return on_redis(tmp_path, options)
-    return kafka_bus_url(tmp_path) + options
+    url = kafka_bus_url(tmp_path)
+    if store == "memory":  # named: every backend of this test opened on it shares it
+        url = f"{url.rsplit('&store=', 1)[0]}&store=memory://{tmp_path.name}"
+    return url + options
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ __all__ = ["KafkaLog", "KafkaQueue", "KafkaSettings", "open_backend"]
 
 def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
     """The backend of a ``kafka://`` URL: the log in Kafka, the state in ``store=``, and
-    the work queue in both when the store keeps job marks (SQLite and Redis do).
+    the work queue in both when the store keeps job marks (memory, SQLite and Redis do).
 
     Raises:
         ConfigError: the URL is malformed, or its store is Kafka itself.

@@ -3,8 +3,8 @@
 It is also a :class:`~afterward.events._work_queue.JobLedger` (``claim``,
 ``due_delayed``, ``mark_ready``): the per-job marks of a Kafka bus whose state store is
 this Redis. Every write is one Lua script (``scripts/queue_*.lua``, sharing
-``_queue_lib.lua``), so it is atomic however many workers on however many machines share the queue; the keys
-and encodings are in ``_queue_codec.py``, the layout in
+``_queue_lib.lua``), so it is atomic however many workers on however many machines
+share the queue; the keys and encodings are in ``_queue_codec.py``, the layout in
 :mod:`afterward.events.backends.redis`.
 
 Clocks: due times arrive as POSIX seconds from the dispatching (or retrying) machine's
