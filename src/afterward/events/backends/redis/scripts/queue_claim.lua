@@ -45,16 +45,7 @@ local reply = {#settled}
 for _, id in ipairs(settled) do reply[#reply + 1] = id end
 local deadline = score(clock + tonumber(ARGV[5]))
 for i = 1, math.min(tonumber(ARGV[4]), #free) do
-  local member = free[i]
-  local id = string.sub(member, string.find(member, '|', 1, true) + 1)
-  local key = job_key(id)
-  redis.call('ZREM', KEYS[1], member)
-  local f = redis.call('HMGET', key, 'payload', 'due', 'priority', 'tries', 'cid')
-  local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'state', 'running', 'worker', worker)
-  redis.call('ZADD', KEYS[3], deadline, id)
-  reply[#reply + 1] = id
-  for j = 1, 5 do reply[#reply + 1] = f[j] end
-  reply[#reply + 1] = attempt
+  redis.call('ZREM', KEYS[1], free[i])
+  lease_member(free[i], worker, KEYS[3], deadline, reply)
 end
 return reply
