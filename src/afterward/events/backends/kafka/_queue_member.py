@@ -30,7 +30,7 @@ from afterward.events.backends._driver import DriverErrors
 from afterward.events.backends.kafka._member import start_member
 from afterward.events.backends.kafka._settings import KafkaSettings
 
-__all__ = ["JOB_TOPIC", "ROOM", "WORKER_GROUP", "QueueMember"]
+__all__ = ["COMMIT_EVERY", "JOB_TOPIC", "ROOM", "WORKER_GROUP", "QueueMember"]
 
 logger = logging.getLogger("afterward.jobs")
 
@@ -42,6 +42,10 @@ WORKER_GROUP = "afterward.worker."
 ROOM = 1000
 #: How long a reservation waits to read the records this process appended.
 _CATCH_UP = 5.0
+#: Seconds between offset commits while working (a rebalance and leaving commit at
+#: once). A commit only saves the next reader re-reading finished jobs' records, which
+#: the ledger skips: correctness does not depend on it, so not one per job.
+COMMIT_EVERY = 1.0
 
 
 class QueueMember(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -58,6 +62,7 @@ class QueueMember(ConsumerRebalanceListener):  # type: ignore[misc]
         #: partition -> offset -> job ID, in offset order.
         self._pending: dict[int, dict[int, str]] = {}
         self._committed: dict[int, int] = {}
+        self._last_commit = 0.0
 
     async def start(self) -> None:
         """Join the group; returns once it assigned this member its partitions."""
@@ -127,8 +132,12 @@ class QueueMember(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition, pending in self._pending.items():
             self._pending[partition] = {o: i for o, i in pending.items() if i not in job_ids}
 
-    async def commit(self) -> None:
-        """Commit, per partition held, the offset of its first unsettled record."""
+    async def commit(self, *, now: bool = False) -> None:
+        """Commit, per partition held, the offset of its first unsettled record (at
+        most every :data:`COMMIT_EVERY` seconds, unless ``now``)."""
+        if not now and time.monotonic() - self._last_commit < COMMIT_EVERY:
+            return
+        self._last_commit = time.monotonic()
         await self._commit(tp.partition for tp in self._held().assignment())
 
     async def _commit(self, partitions: Iterable[int]) -> None:
@@ -154,7 +163,7 @@ class QueueMember(ConsumerRebalanceListener):  # type: ignore[misc]
         if consumer is None:
             return
         with contextlib.suppress(Exception):
-            await self.commit()
+            await self.commit(now=True)
         self._consumer = None
         with contextlib.suppress(Exception):
             await consumer.stop()
