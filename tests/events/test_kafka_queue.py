@@ -35,6 +35,17 @@ from tests.events.test_queue_primitives import (  # noqa: F401
     test_reserve_by_priority_then_due_then_order_counting_the_attempt,
 )
 
+# And the worker processes' tests (competing workers, a job that kills its worker,
+# SIGTERM), with this module's ``shared_url``: workers sharing Kafka and a Redis store,
+# as on several machines.
+from tests.events.test_work_queue import (  # noqa: F401
+    db,
+    shared_bus,
+    test_a_job_that_kills_its_worker_uses_its_tries_then_fails,
+    test_sigterm_finishes_within_grace_and_hands_back_the_rest,
+    test_worker_processes_compete_for_one_queue,
+)
+
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
 TOPIC = "afterward.jobs.q"
@@ -65,6 +76,12 @@ def url_of(tmp_path: Path, store: str, options: str = "") -> str:
 @pytest.fixture
 def bus_url(tmp_path: Path) -> str:
     """For the primitives imported above."""
+    return on_redis(tmp_path)
+
+
+@pytest.fixture
+def shared_url(tmp_path: Path) -> str:
+    """For the worker processes' tests imported above."""
     return on_redis(tmp_path)
 
 
