@@ -167,11 +167,11 @@ class KafkaClients:
             await asyncio.gather(*running, return_exceptions=True)
         await self._conns.close_all()
 
-    async def partition_count(self, topic: str, create: bool) -> int:
+    async def partition_count(self, topic: str, create: bool, partitions: int | None = None) -> int:
         """Partition count of ``topic`` (0 when it does not exist and ``create`` is false).
 
-        A topic created here gets the URL's ``partitions`` and, when the bus gave a
-        :attr:`retention_of`, that topic's ``retention.ms``.
+        A topic created here gets ``partitions`` (by default the URL's ``partitions``)
+        and, when the bus gave a :attr:`retention_of`, that topic's ``retention.ms``.
         """
         if topic in self._partitions:
             return self._partitions[topic]
@@ -181,7 +181,7 @@ class KafkaClients:
             metadata = await conn.producer.client.fetch_all_metadata()
             found = metadata.partitions_for_topic(name)
             if not found and create:
-                await self._create(conn, topic)
+                await self._create(conn, topic, partitions or self.settings.partitions)
                 await conn.producer.client.force_metadata_update()
                 metadata = await conn.producer.client.fetch_all_metadata()
                 found = metadata.partitions_for_topic(name)
@@ -189,14 +189,14 @@ class KafkaClients:
             self._partitions[topic] = len(found)
         return len(found or ())
 
-    async def _create(self, conn: Conn, topic: str) -> None:
+    async def _create(self, conn: Conn, topic: str, partitions: int) -> None:
         name = self.settings.topic(topic)
         configs = None
         if self.retention_of is not None:
             keep = self.retention_of(topic)
             configs = retention_configs(keep)
             self.retained[topic] = keep
-        new = NewTopic(name, self.settings.partitions, 1, topic_configs=configs)
+        new = NewTopic(name, partitions, 1, topic_configs=configs)
         with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
             await conn.admin.create_topics([new])
 

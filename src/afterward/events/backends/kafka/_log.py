@@ -72,6 +72,16 @@ class KafkaLog(ConnectContext):
         self._producer = Producer(self._clients, self._errors)
         self._reader = LogReader(self._clients, self._errors, self._producer.acknowledged)
 
+    @property
+    def clients(self) -> KafkaClients:
+        """This bus's aiokafka clients (shared with its work queue)."""
+        return self._clients
+
+    @property
+    def errors(self) -> DriverErrors:
+        """This bus's error translation."""
+        return self._errors
+
     def __repr__(self) -> str:
         return f"<KafkaLog {self.bootstrap} prefix={self.prefix!r}>"
 

@@ -74,14 +74,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
 from afterward.events.backends.redis._log import RedisLog
 from afterward.events.backends.redis._queue import RedisQueue
 
 __all__ = ["RedisLog", "RedisQueue", "open_backend"]
 
 
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
     """The backend of a ``redis://`` URL: the log is its own state store, and the work
     queue shares its clients.
 

@@ -38,11 +38,14 @@ __all__ = [
     "MEMBER_COMMIT",
     "PROCESSED",
     "QUEUE_ACK",
+    "QUEUE_CLAIM",
     "QUEUE_DELETE",
     "QUEUE_DEPTH",
+    "QUEUE_DUE",
     "QUEUE_ENQUEUE",
     "QUEUE_EXTEND",
     "QUEUE_FAIL",
+    "QUEUE_MARK_READY",
     "QUEUE_RELEASE",
     "QUEUE_REQUEUE",
     "QUEUE_RESERVE",
@@ -125,6 +128,10 @@ QUEUE_RELEASE = load("queue_release")
 QUEUE_REQUEUE = load("queue_requeue")
 QUEUE_RESERVE = load("queue_reserve")
 QUEUE_RETRY = load("queue_retry")
+# A Kafka bus's job marks (``JobLedger``), on the same layout.
+QUEUE_CLAIM = load("queue_claim")
+QUEUE_DUE = load("queue_due")
+QUEUE_MARK_READY = load("queue_mark_ready")
 
 #: Every script, by name.
 SCRIPTS: dict[str, Script] = {
@@ -154,6 +161,9 @@ SCRIPTS: dict[str, Script] = {
         QUEUE_REQUEUE,
         QUEUE_RESERVE,
         QUEUE_RETRY,
+        QUEUE_CLAIM,
+        QUEUE_DUE,
+        QUEUE_MARK_READY,
     )
 }
 
