@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import EventLog, Log, StateStore
+from afterward.events._protocols import EventLog, Log, PositionsAtOnce, StateStore
 from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 from afterward.events.backends import open_backend
 from tests.events.backends import record
@@ -83,6 +83,22 @@ async def test_register_positions_and_groups(backend: Backend) -> None:
     await state.register("g", "t", {0: 9})  # already registered: unchanged
     assert await state.positions("g", "t") == {0: 2}
     assert "t" in (await state.groups())["g"]
+
+
+async def test_every_position_reads_what_positions_reads(backend: Backend) -> None:
+    state = backend.state
+    if not isinstance(state, PositionsAtOnce):
+        pytest.fail(f"{backend.scheme}: the state store has no every_position")
+    await state.register("g", "t", {0: 2})
+    await state.register("h", "t", {0: 0})
+    await state.register("g", "u", {})
+    await state.commit("h", "t", {0: 7}, [])
+    found = await state.every_position()
+    pairs = {(g, t) for g, topics in (await state.groups()).items() for t in topics}
+    assert set(found) == pairs
+    for group, topic in pairs:
+        assert found[(group, topic)] == await state.positions(group, topic)
+    assert found[("h", "t")] == {0: 7}
 
 
 async def test_commit_records_ids_and_raises_versions_only(backend: Backend) -> None:

@@ -13,6 +13,7 @@ from afterward.events._core import BusCore
 from afterward.events._envelope import DeadLetter, Event, validate_topic
 from afterward.events._handler import attempt_of, error_text, run_handler
 from afterward.events._lag import LagCallback, LagWatch
+from afterward.events._protocols import PositionsAtOnce
 from afterward.events._prune import reach_warning
 from afterward.events._records import Attempt, Done, StoredDeadLetter
 from afterward.events._subscription import check_group
@@ -72,13 +73,21 @@ class Operating:
         """
         core = self._core
         state = core.backend.state
-        pairs = {(g, t) for g, topics in (await state.groups()).items() for t in topics}
+        known: dict[tuple[str, str], dict[int, int]] | None = None
+        if isinstance(state, PositionsAtOnce):  # one read for every pair
+            known = await state.every_position()
+            pairs = set(known)
+        else:
+            pairs = {(g, t) for g, topics in (await state.groups()).items() for t in topics}
         pairs |= set(core.subs)
         result: dict[str, dict[str, int]] = {}
         ends: dict[str, dict[int, int]] = {}  # one read per topic, not per group and topic
         for group, topic in sorted(pairs):
             sub = core.subs.get((group, topic))
-            positions = await state.positions(group, topic)
+            if known is not None:
+                positions = known.get((group, topic))
+            else:
+                positions = await state.positions(group, topic)
             if positions is None:
                 positions = await core.positions_of(sub) if sub is not None else {}
             result.setdefault(group, {})[topic] = await core.lag_of(group, topic, positions, ends)

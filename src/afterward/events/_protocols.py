@@ -71,6 +71,7 @@ __all__ = [
     "GroupState",
     "Log",
     "Member",
+    "PositionsAtOnce",
     "PrunableLog",
     "PrunableState",
     "RetainedLog",
@@ -250,6 +251,15 @@ class StateStore(GroupState, Claims, DeadLetterStore, Protocol):
 @runtime_checkable
 class EventLog(Log, StateStore, Protocol):
     """A log that is its own state store (``memory://``, ``sqlite://``, ``redis://``)."""
+
+
+@runtime_checkable
+class PositionsAtOnce(Protocol):
+    """A state store that reads every group's positions in one go (what ``lag()`` and a
+    metrics scrape need), instead of one :meth:`GroupState.positions` call per pair."""
+
+    async def every_position(self) -> dict[tuple[str, str], dict[int, int]]:
+        """Every registered (group, topic) with its committed positions."""
 
 
 @runtime_checkable

@@ -173,6 +173,9 @@ class MemoryLog(ConnectContext):
         found = self._store.positions.get((group, topic))
         return None if found is None else dict(found)
 
+    async def every_position(self) -> dict[tuple[str, str], dict[int, int]]:
+        return {pair: dict(found) for pair, found in self._store.positions.items()}
+
     async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
         self._store.positions.setdefault((group, topic), dict(positions))
 

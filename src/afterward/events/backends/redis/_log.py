@@ -139,6 +139,17 @@ class RedisLog(ConnectContext, RedisRetention):
             members = await self._clients.get().smembers(self._keys.groups)
         return _codec.registered(members)
 
+    async def every_position(self) -> dict[tuple[str, str], dict[int, int]]:
+        """Every registered group's ``pos:`` hash, read in one pipelined round trip."""
+        pairs = [(g, t) for g, topics in (await self.groups()).items() for t in topics]
+        async with self._errors("reading every group's positions"):
+            pipe = self._clients.get().pipeline(transaction=False)
+            for group, topic in pairs:
+                pipe.hgetall(self._keys.pos(topic, group))
+            found = await pipe.execute()
+        read = {pair: _codec.positions(hashed) for pair, hashed in zip(pairs, found, strict=True)}
+        return {pair: positions for pair, positions in read.items() if positions is not None}
+
     async def claim(self, group: str, topic: str, owner: str, ttl: float) -> bool:
         """Hold ``claim:<topic>:<group>`` for ``ttl`` seconds if free or ``owner``'s."""
         return bool(await self._claim(group, topic, owner, ttl))

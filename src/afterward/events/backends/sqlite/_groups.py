@@ -57,6 +57,16 @@ def positions(conn: sqlite3.Connection, group: str, topic: str) -> dict[int, int
     return dict(rows) if rows else None
 
 
+def every_position(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[int, int]]:
+    """Every registered (group, topic) with its positions, in one query."""
+    found: dict[tuple[str, str], dict[int, int]] = {}
+    for group, topic, part, pos in conn.execute(
+        "SELECT grp, topic, part, pos FROM afterward_positions"
+    ):
+        found.setdefault((group, topic), {})[part] = pos
+    return found
+
+
 def register(conn: sqlite3.Connection, group: str, topic: str, start: Mapping[int, int]) -> None:
     """Create the group's positions at ``start`` unless it has some."""
     exists = conn.execute(

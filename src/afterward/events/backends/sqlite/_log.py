@@ -80,6 +80,9 @@ class SQLiteLog(ConnectContext):
     async def positions(self, group: str, topic: str) -> dict[int, int] | None:
         return await self.db.run(_call(_groups.positions, group=group, topic=topic))
 
+    async def every_position(self) -> dict[tuple[str, str], dict[int, int]]:
+        return await self.db.run(_groups.every_position)
+
     async def register(self, group: str, topic: str, positions: Mapping[int, int]) -> None:
         await self.db.run(
             _call(_groups.register, group=group, topic=topic, start=positions), write=True
