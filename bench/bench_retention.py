@@ -1,24 +1,33 @@
-"""Retention soak on Redis: storage flat after the first retention period, publish p99
-during pruning against a run that keeps everything, same server, same process.
+"""Retention soak on Redis and SQLite: storage flat after the first retention period,
+publish p99 during pruning against a run that keeps everything, same process.
 
-Each run publishes ``EVENTS`` small keyed, versioned events at a steady ``RATE`` (one
-awaited ``publish`` each) while ``bus.run()`` consumes them in one group on the same
-event loop. The pruned run keeps events ``RETENTION`` seconds, so ``run()``'s pruner
-trims every tenth of it (streams, processed IDs, key versions); the other keeps
-everything. Every 10% of the run the table shows the stream's length, Redis's
-``used_memory``, the group's processed-ID count and the publish p99 of that tenth. A
-private redis-server (free port, no persistence) serves both runs, flushed between
-them (it is this benchmark's own).
+Each run publishes small keyed, versioned events at a steady rate (one awaited
+``publish`` each) while ``bus.run()`` consumes them in one group on the same event
+loop. The pruned run keeps events ``RETENTION`` seconds, so ``run()``'s pruner trims
+every tenth of it (events, processed IDs, key versions, history); the other keeps
+everything. Every 10% of the run the table shows what is stored (Redis: the stream's
+length, ``used_memory``; SQLite: the events table, the file with its WAL), the group's
+processed-ID count, this process's RSS and the publish p99 of that tenth. Redis runs on
+a private redis-server (free port, no persistence), flushed between runs (it is this
+benchmark's own); SQLite on a fresh file per run.
 
-The issue's soak is 2 million events with a 1-minute retention; scaled down here to
-what a shared 2-core machine runs in a minute, the process running for real.
+The issue's soak is 2 million events with a 1-minute retention; scaled down by default
+to what a shared 2-core machine runs in a few minutes, the process running for real:
+``BENCH_SOAK_EVENTS`` / ``BENCH_SOAK_RATE`` / ``BENCH_SOAK_RETENTION`` (seconds) set the
+SQLite run's size (``BENCH_SOAK_EVENTS=2000000 BENCH_SOAK_RATE=5000
+BENCH_SOAK_RETENTION=60`` is the issue's, about 7 minutes a run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bench._table import table
@@ -29,9 +38,21 @@ __all__ = ["run"]
 EVENTS = 60_000
 RATE = 2_000  # events/s
 RETENTION = timedelta(seconds=3)
+SQLITE_EVENTS = int(os.environ.get("BENCH_SOAK_EVENTS", "300000"))
+SQLITE_RATE = int(os.environ.get("BENCH_SOAK_RATE", "5000"))
+SQLITE_RETENTION = timedelta(seconds=float(os.environ.get("BENCH_SOAK_RETENTION", "6")))
 PREFIX = "soak:"
 
-Sample = tuple[int, int, int, int, float]
+#: (percent done, events stored, storage bytes, processed IDs, RSS bytes, publish p99 ms)
+Sample = tuple[int, int, int, int, int, float]
+#: What a backend has stored now: (events, bytes, processed IDs).
+Probe = Callable[[], Awaitable[tuple[int, int, int]]]
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS"))
+    return int(line.split()[1]) * 1024
 
 
 def _p99(latencies: list[float]) -> float:
@@ -39,16 +60,13 @@ def _p99(latencies: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
-async def _soak(url: str, retention: timedelta | None) -> list[Sample]:
-    """One run: per tenth (percent done, stream length, used memory, processed IDs,
-    publish p99 ms)."""
-    from redis.asyncio import Redis
-
+async def _soak(
+    url: str, retention: timedelta | None, probe: Probe, events: int, rate: int
+) -> list[Sample]:
+    """One run: a :data:`Sample` per tenth."""
     from afterward.events import Event, EventBus
 
-    raw = Redis.from_url(url)
-    await raw.flushdb()  # the benchmark's private server
-    bus = EventBus(f"{url}?prefix={PREFIX}", retention=retention)
+    bus = EventBus(url, retention=retention)
     await bus.connect()
 
     @bus.subscribe("orders", group="billing")
@@ -60,38 +78,66 @@ async def _soak(url: str, retention: timedelta | None) -> list[Sample]:
     latencies: list[float] = []
     started = time.perf_counter()
     try:
-        for n in range(EVENTS):
-            due = started + n / RATE
+        for n in range(events):
+            due = started + n / rate
             wait = due - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
             sent = time.perf_counter()
             await bus.publish("orders", {"n": n}, key=f"k{n % 1000}", version=n + 1)
             latencies.append(time.perf_counter() - sent)
-            if (n + 1) % (EVENTS // 10) == 0:
-                info: Any = await raw.info("memory")
-                length = int(await raw.xlen(f"{PREFIX}stream:orders"))
-                done = int(await raw.hlen(f"{PREFIX}done:billing"))
-                percent = (n + 1) * 100 // EVENTS
-                samples.append((percent, length, int(info["used_memory"]), done, _p99(latencies)))
+            if (n + 1) % (events // 10) == 0:
+                stored, size, done = await probe()
+                percent = (n + 1) * 100 // events
+                samples.append((percent, stored, size, done, _rss(), _p99(latencies)))
                 latencies = []
     finally:
         bus.stop()
         await consuming
         await bus.aclose()
-        await raw.aclose()
     return samples
 
 
-async def _both(url: str) -> tuple[list[Sample], list[Sample]]:
-    kept = await _soak(url, None)
-    pruned = await _soak(url, RETENTION)
-    return kept, pruned
+async def _redis_runs(url: str) -> tuple[list[Sample], list[Sample]]:
+    from redis.asyncio import Redis
+
+    raw = Redis.from_url(url)
+
+    async def probe() -> tuple[int, int, int]:
+        info: Any = await raw.info("memory")
+        length = int(await raw.xlen(f"{PREFIX}stream:orders"))
+        done = int(await raw.hlen(f"{PREFIX}done:billing"))
+        return length, int(info["used_memory"]), done
+
+    runs = []
+    try:
+        for retention in (None, RETENTION):
+            await raw.flushdb()  # the benchmark's private server
+            runs.append(await _soak(f"{url}?prefix={PREFIX}", retention, probe, EVENTS, RATE))
+    finally:
+        await raw.aclose()
+    return runs[0], runs[1]
 
 
-def run() -> str:
-    with _redis_server() as url:
-        kept, pruned = asyncio.run(_both(url))
+async def _sqlite_runs(tmp: Path) -> tuple[list[Sample], list[Sample]]:
+    runs = []
+    for n, retention in enumerate((None, SQLITE_RETENTION)):
+        path = tmp / f"soak-{n}.db"
+
+        async def probe(path: Path = path) -> tuple[int, int, int]:
+            with sqlite3.connect(path, timeout=30) as conn:
+                (stored,) = conn.execute("SELECT COUNT(*) FROM afterward_events").fetchone()
+                (done,) = conn.execute("SELECT COUNT(*) FROM afterward_processed").fetchone()
+            wal = path.with_name(path.name + "-wal")
+            size = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+            return int(stored), size, int(done)
+
+        url = f"sqlite:///{path}"
+        runs.append(await _soak(url, retention, probe, SQLITE_EVENTS, SQLITE_RATE))
+    return runs[0], runs[1]
+
+
+def _table(title: str, stored: str, kept: list[Sample], pruned: list[Sample]) -> str:
     rows = [
         (
             f"{k[0]}%",
@@ -101,25 +147,51 @@ def run() -> str:
             f"{p[2] / 1e6:.1f}",
             f"{k[3]:,}",
             f"{p[3]:,}",
-            f"{k[4]:.2f}",
-            f"{p[4]:.2f}",
+            f"{k[4] / 1e6:.0f}",
+            f"{p[4] / 1e6:.0f}",
+            f"{k[5]:.2f}",
+            f"{p[5]:.2f}",
         )
         for k, p in zip(kept, pruned, strict=True)
     ]
+    header = [
+        "Done",
+        f"{stored} (kept)",
+        "(pruned)",
+        "MB (kept)",
+        "(pruned)",
+        "Processed IDs (kept)",
+        "(pruned)",
+        "RSS MB (kept)",
+        "(pruned)",
+        "Publish p99 ms (kept)",
+        "(pruned)",
+    ]
+    return table(title, header, rows)
+
+
+def run() -> str:
+    """Soak Redis, then SQLite; return both tables."""
+    with _redis_server() as url:
+        kept, pruned = asyncio.run(_redis_runs(url))
     seconds = RETENTION.total_seconds()
-    return table(
+    redis = _table(
         f"Redis soak: {EVENTS:,} events at {RATE:,}/s, consumed as published, kept forever "
-        f"against a {seconds:.0f} s retention (pruned by run() every {seconds / 10:.1f} s)",
-        [
-            "Done",
-            "Stream (kept)",
-            "Stream (pruned)",
-            "used_memory MB (kept)",
-            "(pruned)",
-            "Processed IDs (kept)",
-            "(pruned)",
-            "Publish p99 ms (kept)",
-            "(pruned)",
-        ],
-        rows,
+        f"against a {seconds:.0f} s retention (pruned by run() every {seconds / 10:.1f} s; "
+        "MB: used_memory)",
+        "Stream",
+        kept,
+        pruned,
     )
+    with tempfile.TemporaryDirectory(prefix="afterward-soak-") as tmp:
+        kept, pruned = asyncio.run(_sqlite_runs(Path(tmp)))
+    seconds = SQLITE_RETENTION.total_seconds()
+    sqlite = _table(
+        f"SQLite soak: {SQLITE_EVENTS:,} events at {SQLITE_RATE:,}/s, consumed as published, "
+        f"kept forever against a {seconds:g} s retention (pruned by run() every "
+        f"{seconds / 10:g} s; MB: the file and its WAL)",
+        "Events",
+        kept,
+        pruned,
+    )
+    return redis + "\n" + sqlite
