@@ -91,8 +91,9 @@ def store_of(url: str) -> Store:
     return store
 
 
-class MemoryLog(ConnectContext):
-    """An event log in this process's memory. See the module docstring."""
+class InStore(ConnectContext):
+    """A part of the ``memory://`` backend: it reads and writes one :class:`Store`,
+    with nothing to open or close."""
 
     scheme = "memory"
 
@@ -104,6 +105,10 @@ class MemoryLog(ConnectContext):
 
     async def aclose(self) -> None:
         return None
+
+
+class MemoryLog(InStore):
+    """An event log in this process's memory. See the module docstring."""
 
     # -- the log ----------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from afterward.events._protocols import ConnectContext
 from afterward.events._records import (
     QueueDepth,
     QueuedJob,
@@ -23,26 +22,15 @@ from afterward.events._records import (
     StoredFailedJob,
     worker_died,
 )
-from afterward.events.backends.memory._log import JobEntry, Store
+from afterward.events.backends.memory._log import InStore, JobEntry
 
 __all__ = ["MemoryQueue"]
 
 _seq = itertools.count()
 
 
-class MemoryQueue(ConnectContext):
+class MemoryQueue(InStore):
     """Jobs in this process's memory (see the module docstring)."""
-
-    scheme = "memory"
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def connect(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
     def _held(self, queue: str, worker: str, job_id: str) -> JobEntry | None:
         entry = self._store.jobs.get(job_id)
