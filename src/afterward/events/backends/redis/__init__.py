@@ -6,9 +6,14 @@ buses and nothing outside the prefix is touched:
 - ``stream:<topic>``: the topic's log, one stream (one partition). Entry IDs are dense,
   ``0-<offset + 1>`` (appended as ``0-*``: Redis numbers them), so an offset maps to a
   stream ID without an index, ``XRANGE`` reads from any position (``tail``,
-  ``offsets_for_time``) and ``XLEN`` is the end offset (entries are never deleted);
-  fields ``id``, ``ts``, ``payload``. Each afterward group consuming the topic is a Redis
-  consumer group of that stream, named like the group (``XINFO GROUPS`` shows it).
+  ``offsets_for_time``) and ``XLEN`` is the end offset (entries are never deleted).
+  An entry is a CloudEvent in binary mode (:mod:`afterward.events._wire`): the
+  attributes as fields (``ce_id``, ``ce_type``...), ``key``, and the value in ``data``.
+  Other clients add entries the same way, with ``XADD <stream> 0-* ...``; one added with
+  an automatic ID (``*``) is *adopted*: deleted and added again with ``0-*`` (same fields,
+  same order) by the next append or read that meets it (``adopt.lua``), and consumer
+  groups that were handed it read the copy. Each afterward group consuming the topic is
+  a Redis consumer group of that stream, named like the group (``XINFO GROUPS``).
 - ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
   what ``positions`` and the lag read; commits keep it in step with the consumer group.
 - ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the

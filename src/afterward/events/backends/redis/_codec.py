@@ -27,6 +27,7 @@ from afterward.events._wire import pack_headers, unpack_headers
 __all__ = [
     "DEFAULT_PREFIX",
     "Keys",
+    "dense",
     "done_json",
     "entry_fields",
     "event",
@@ -129,6 +130,12 @@ class Keys:
 def stream_id(offset: int) -> str:
     """The stream entry ID of ``offset``."""
     return f"0-{offset + 1}"
+
+
+def dense(entry_id: bytes) -> bool:
+    """Whether ``entry_id`` is an offset's (``0-<n>``), not an automatic ID another
+    client's ``XADD ... *`` gave (``<ms>-<seq>``: adopted before it is read)."""
+    return entry_id.startswith(b"0-")
 
 
 def offset(entry_id: bytes) -> int:

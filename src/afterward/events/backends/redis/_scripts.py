@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError
 
 __all__ = [
     "ADD_SCHEMA",
+    "ADOPT",
     "APPEND",
     "BEGIN_BATCH",
     "CLAIM",
@@ -111,6 +112,7 @@ TAKE_OVER = load("take_over")
 LEAVE = load("leave")
 BEGIN_BATCH = load("begin_batch")
 ADD_SCHEMA = load("add_schema")
+ADOPT = load("adopt")
 
 # The work queue (``_queue.py``), each sharing ``_queue_lib.lua``.
 QUEUE_ACK = load("queue_ack")
@@ -141,6 +143,7 @@ SCRIPTS: dict[str, Script] = {
         LEAVE,
         BEGIN_BATCH,
         ADD_SCHEMA,
+        ADOPT,
         QUEUE_ACK,
         QUEUE_DELETE,
         QUEUE_DEPTH,
