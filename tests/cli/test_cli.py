@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 import pytest
@@ -16,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from afterward import correlate
 from afterward.cli import main
+from afterward.cli._worker import startup_line
 from afterward.events import EventBus
 from afterward.jobs import unregister_connection
 from tests.cli import shop_app
@@ -375,3 +377,12 @@ def test_the_installed_script(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.strip() == "Error: no dead letter with ID 'nope'"
+
+
+def test_consume_names_a_kafka_bus_s_state_store() -> None:
+    store = "sqlite:///var/lib/shop/kafka-state.db"
+    bus = EventBus(f"kafka://127.0.0.1:9092?store={quote(store, safe='')}")
+    line = startup_line(bus, ("billing",))
+    assert line.startswith("consuming on kafka://127.0.0.1:9092") and "groups billing" in line
+    assert f"state store {store} (every consumer of a group must use this one)" in line
+    assert "state store" not in startup_line(EventBus("memory://"), ())
