@@ -1,0 +1,142 @@
+"""Kafka records on the wire with a client that is not afterward's (confluent-kafka, the
+librdkafka client other languages share): what it reads of afterward's records, and what
+afterward makes of the records it writes (API.md section 5, "On the wire", "Foreign
+records", "Poison records")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+
+from afterward import correlate
+from afterward.events import Event, EventBus
+from tests.events.kafka_broker import shared_broker
+
+pytestmark = pytest.mark.kafka
+
+#: drain() must return: a hang fails the test instead of the run.
+DRAIN_DEADLINE = 30.0
+
+CLOUDEVENT_HEADERS = [
+    ("ce_specversion", b"1.0"),
+    ("ce_id", b"java-42"),
+    ("ce_type", b"order.completed"),
+    ("ce_source", b"billing-java"),
+    ("ce_time", b"2026-12-03T09:00:00Z"),
+    ("ce_correlationid", b"flow-9"),
+    ("content-type", b"application/json"),
+]
+
+
+def _bus_url(tmp_path: Path, prefix: str) -> str:
+    store = quote(f"sqlite:///{tmp_path / 'state.db'}", safe="")
+    return f"{shared_broker().url}&partitions=1&prefix={prefix}&store={store}"
+
+
+def _produce(
+    topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    producer = Producer({"bootstrap.servers": shared_broker().bootstrap})
+    for key, value, headers in records:
+        producer.produce(topic, value=value, key=key, headers=headers)
+    assert producer.flush(10) == 0, "confluent-kafka did not deliver every record"
+
+
+def _consume(topic: str, count: int, timeout: float = 20.0) -> list[Message]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": shared_broker().bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",  # required; assigned, not joined
+            "enable.auto.commit": False,
+        }
+    )
+    found: list[Message] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                found.append(message)
+    finally:
+        consumer.close()
+    assert len(found) == count, f"read {len(found)} of {count} records"
+    return found
+
+
+async def test_records_from_confluent_kafka_are_events_and_garbage_is_one_dead_letter(
+    tmp_path: Path,
+) -> None:
+    prefix = f"w{uuid.uuid4().hex[:8]}."
+    seen: list[Event] = []
+    async with EventBus(_bus_url(tmp_path, prefix)) as bus:
+
+        @bus.subscribe("order.completed", group="billing", retries=0)
+        async def handle(event: Event) -> None:
+            seen.append(event)
+
+        first = await bus.publish("order.completed", {"n": 1}, key="k")
+        await asyncio.to_thread(
+            _produce,
+            prefix + "order.completed",
+            [
+                (b"order-5", json.dumps({"order_id": 5}).encode(), []),
+                (b"order-7", json.dumps({"order_id": 7}).encode(), CLOUDEVENT_HEADERS),
+                (None, b"\x00\xffnot json at all", [("x-from", b"a-bad-producer")]),
+            ],
+        )
+        last = await bus.publish("order.completed", {"n": 2}, key="k")
+        async with asyncio.timeout(DRAIN_DEADLINE):
+            await bus.drain()
+
+        # Per-key order: afterward's two events (key "k") in order, the others each once.
+        by_id = {e.id: e for e in seen}
+        assert len(seen) == len(by_id) == 4
+        assert [e.id for e in seen if e.key == "k"] == [first.id, last.id]
+        plain, cloud = by_id["order.completed:0:1"], by_id["java-42"]
+        assert (plain.data, cloud.data) == ({"order_id": 5}, {"order_id": 7})
+        assert plain.key == "order-5"  # its ID says where it sits: stable across redeliveries
+        assert (cloud.key, cloud.correlation_id) == ("order-7", "flow-9")
+        assert cloud.occurred_at == datetime.fromisoformat("2026-12-03T09:00:00+00:00")
+        [letter] = bus.dead_letters()
+        assert "not UTF-8" in letter.error and letter.group == "billing"
+        assert await bus.lag() == {"billing": {"order.completed": 0}}
+
+
+async def test_confluent_kafka_reads_every_attribute_of_afterward_s_records(
+    tmp_path: Path,
+) -> None:
+    prefix = f"w{uuid.uuid4().hex[:8]}."
+    async with EventBus(_bus_url(tmp_path, prefix), source="shop") as bus:
+        with correlate("flow-1"):
+            event = await bus.publish(
+                "order.completed",
+                {"order_id": 7, "note": "café"},
+                key="order-7",
+                version=2,
+                headers={"x-tenant": "acme"},
+            )
+    [message] = await asyncio.to_thread(_consume, prefix + "order.completed", 1)
+    assert message.key() == b"order-7"
+    value = message.value()
+    assert value is not None and json.loads(value) == {"order_id": 7, "note": "café"}
+    headers = {name: raw.decode() for name, raw in message.headers() or [] if raw is not None}
+    assert datetime.fromisoformat(headers.pop("ce_time")) == event.occurred_at
+    assert headers == {
+        "ce_specversion": "1.0",
+        "ce_id": event.id,
+        "ce_type": "order.completed",
+        "ce_source": "shop",
+        "ce_correlationid": "flow-1",
+        "ce_eventversion": "2",
+        "content-type": "application/json",
+        "x-tenant": "acme",
+    }
