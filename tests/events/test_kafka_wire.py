@@ -25,7 +25,7 @@ pytestmark = pytest.mark.kafka
 #: drain() must return: a hang fails the test instead of the run.
 DRAIN_DEADLINE = 30.0
 
-CLOUDEVENT_HEADERS = [
+CLOUDEVENT_HEADERS: list[tuple[str, str | bytes | None]] = [
     ("ce_specversion", b"1.0"),
     ("ce_id", b"java-42"),
     ("ce_type", b"order.completed"),
@@ -128,7 +128,8 @@ async def test_confluent_kafka_reads_every_attribute_of_afterward_s_records(
     assert message.key() == b"order-7"
     value = message.value()
     assert value is not None and json.loads(value) == {"order_id": 7, "note": "café"}
-    headers = {name: raw.decode() for name, raw in message.headers() or [] if raw is not None}
+    pairs: list[tuple[str, bytes]] = list(message.headers() or [])  # type: ignore[arg-type]
+    headers = {name: raw.decode() for name, raw in pairs}
     assert datetime.fromisoformat(headers.pop("ce_time")) == event.occurred_at
     assert headers == {
         "ce_specversion": "1.0",
