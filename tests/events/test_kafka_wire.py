@@ -41,9 +41,11 @@ def _bus_url(tmp_path: Path, prefix: str) -> str:
     return f"{shared_broker().url}&partitions=1&prefix={prefix}&store={store}"
 
 
-def _produce(
-    topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-) -> None:
+#: A record confluent-kafka writes: key, value, headers.
+Record = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]
+
+
+def _produce(topic: str, records: list[Record]) -> None:
     producer = Producer({"bootstrap.servers": shared_broker().bootstrap})
     for key, value, headers in records:
         producer.produce(topic, value=value, key=key, headers=headers)
