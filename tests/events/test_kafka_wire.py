@@ -143,3 +143,32 @@ async def test_confluent_kafka_reads_every_attribute_of_afterward_s_records(
         "content-type": "application/json",
         "x-tenant": "acme",
     }
+
+
+async def test_a_librdkafka_producer_with_murmur2_puts_a_key_where_afterward_does(
+    tmp_path: Path,
+) -> None:
+    # Per-key order across producers needs one partition per key: librdkafka's default
+    # partitioner (CRC32) differs from Java's and afterward's (murmur2); docs/wire.md
+    # tells other services to set partitioner=murmur2_random.
+    prefix = f"w{uuid.uuid4().hex[:8]}."
+    keys = [f"order-{n}" for n in range(12)]
+    store = quote(f"sqlite:///{tmp_path / 'state.db'}", safe="")
+    async with EventBus(f"{shared_broker().url}&partitions=8&prefix={prefix}&store={store}") as bus:
+        for key in keys:
+            await bus.publish("t", 1, key=key)
+        ours = {s.key: s.partition for s in await bus._core.backend.log.read("t", {}, 100)}
+    theirs: dict[str, int] = {}
+
+    def delivered(error: object, message: Message) -> None:
+        key = message.key()
+        assert error is None and key is not None
+        theirs[key.decode()] = message.partition() or 0
+
+    producer = Producer(
+        {"bootstrap.servers": shared_broker().bootstrap, "partitioner": "murmur2_random"}
+    )
+    for key in keys:
+        producer.produce(prefix + "t", value=b"1", key=key.encode(), on_delivery=delivered)
+    assert await asyncio.to_thread(producer.flush, 10) == 0
+    assert theirs == ours and len(set(ours.values())) > 1
