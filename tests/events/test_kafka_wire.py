@@ -9,31 +9,26 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from afterward import correlate
 from afterward.events import Event, EventBus
 from tests.events.kafka_broker import shared_broker
+from tests.events.wire_cases import (
+    DATA,
+    FOREIGN_CLOUDEVENT,
+    FOREIGN_TIME,
+    check_attributes,
+    publish_full,
+)
 
 pytestmark = pytest.mark.kafka
 
 #: drain() must return: a hang fails the test instead of the run.
 DRAIN_DEADLINE = 30.0
-
-CLOUDEVENT_HEADERS: list[tuple[str, str | bytes | None]] = [
-    ("ce_specversion", b"1.0"),
-    ("ce_id", b"java-42"),
-    ("ce_type", b"order.completed"),
-    ("ce_source", b"billing-java"),
-    ("ce_time", b"2026-12-03T09:00:00Z"),
-    ("ce_correlationid", b"flow-9"),
-    ("content-type", b"application/json"),
-]
 
 
 def _bus_url(tmp_path: Path, prefix: str) -> str:
@@ -91,7 +86,7 @@ async def test_records_from_confluent_kafka_are_events_and_garbage_is_one_dead_l
             prefix + "order.completed",
             [
                 (b"order-5", json.dumps({"order_id": 5}).encode(), []),
-                (b"order-7", json.dumps({"order_id": 7}).encode(), CLOUDEVENT_HEADERS),
+                (b"order-7", json.dumps({"order_id": 7}).encode(), list(FOREIGN_CLOUDEVENT)),
                 (None, b"\x00\xffnot json at all", [("x-from", b"a-bad-producer")]),
             ],
         )
@@ -107,7 +102,7 @@ async def test_records_from_confluent_kafka_are_events_and_garbage_is_one_dead_l
         assert (plain.data, cloud.data) == ({"order_id": 5}, {"order_id": 7})
         assert plain.key == "order-5"  # its ID says where it sits: stable across redeliveries
         assert (cloud.key, cloud.correlation_id) == ("order-7", "flow-9")
-        assert cloud.occurred_at == datetime.fromisoformat("2026-12-03T09:00:00+00:00")
+        assert cloud.occurred_at == FOREIGN_TIME
         [letter] = bus.dead_letters()
         assert "not UTF-8" in letter.error and letter.group == "billing"
         assert await bus.lag() == {"billing": {"order.completed": 0}}
@@ -118,31 +113,13 @@ async def test_confluent_kafka_reads_every_attribute_of_afterward_s_records(
 ) -> None:
     prefix = f"w{uuid.uuid4().hex[:8]}."
     async with EventBus(_bus_url(tmp_path, prefix), source="shop") as bus:
-        with correlate("flow-1"):
-            event = await bus.publish(
-                "order.completed",
-                {"order_id": 7, "note": "café"},
-                key="order-7",
-                version=2,
-                headers={"x-tenant": "acme"},
-            )
+        event = await publish_full(bus)
     [message] = await asyncio.to_thread(_consume, prefix + "order.completed", 1)
     assert message.key() == b"order-7"
     value = message.value()
-    assert value is not None and json.loads(value) == {"order_id": 7, "note": "café"}
+    assert value is not None and json.loads(value) == DATA
     pairs: list[tuple[str, bytes]] = list(message.headers() or [])  # type: ignore[arg-type]
-    headers = {name: raw.decode() for name, raw in pairs}
-    assert datetime.fromisoformat(headers.pop("ce_time")) == event.occurred_at
-    assert headers == {
-        "ce_specversion": "1.0",
-        "ce_id": event.id,
-        "ce_type": "order.completed",
-        "ce_source": "shop",
-        "ce_correlationid": "flow-1",
-        "ce_eventversion": "2",
-        "content-type": "application/json",
-        "x-tenant": "acme",
-    }
+    check_attributes(event, {name: raw.decode() for name, raw in pairs})
 
 
 async def test_a_librdkafka_producer_with_murmur2_puts_a_key_where_afterward_does(

@@ -7,34 +7,34 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from afterward import correlate
 from afterward.events import Event, EventBus
 from afterward.events.backends.redis import RedisLog
 from tests.events.backends import record
 from tests.events.distributed import REDIS, redis_bus_url
+from tests.events.wire_cases import (
+    DATA,
+    FOREIGN_CLOUDEVENT,
+    FOREIGN_TIME,
+    check_attributes,
+    publish_full,
+)
 
 pytestmark = pytest.mark.redis
 
 #: drain() must return: a hang fails the test instead of the run.
 DRAIN_DEADLINE = 20.0
 
+#: A CloudEvent another service adds: its attributes as fields, then key and data.
 CLOUDEVENT = {
-    "ce_specversion": "1.0",
-    "ce_id": "php-7",
-    "ce_type": "order.completed",
-    "ce_source": "billing-php",
-    "ce_time": "2026-12-03T09:00:00Z",
-    "ce_correlationid": "flow-9",
-    "content-type": "application/json",
-    "key": "order-7",
-    "data": json.dumps({"order_id": 7}),
+    **{name: value for name, value in FOREIGN_CLOUDEVENT},
+    "key": b"order-7",
+    "data": json.dumps({"order_id": 7}).encode(),
 }
 
 
@@ -83,12 +83,17 @@ async def test_entries_from_redis_py_are_events_and_garbage_is_one_dead_letter(
         last = await bus.publish("order.completed", {"n": 2})
         await _drain(bus)
 
-        assert [e.data for e in seen] == [{"n": 1}, {"order_id": 5}, {"order_id": 7}, {"n": 2}]
-        assert [seen[0].id, seen[3].id] == [first.id, last.id]
-        assert seen[1].id == "order.completed:0:1"  # where it sits: stable
-        cloud = seen[2]
-        assert (cloud.id, cloud.key, cloud.correlation_id) == ("php-7", "order-7", "flow-9")
-        assert cloud.occurred_at == datetime.fromisoformat("2026-12-03T09:00:00+00:00")
+        by_id = {e.id: e.data for e in seen}
+        assert len(seen) == len(by_id) == 4  # each once (keyless: no order across them)
+        assert by_id == {
+            first.id: {"n": 1},
+            "order.completed:0:1": {"order_id": 5},  # where it sits: stable
+            "java-42": {"order_id": 7},
+            last.id: {"n": 2},
+        }
+        [cloud] = [e for e in seen if e.id == "java-42"]
+        assert (cloud.key, cloud.correlation_id) == ("order-7", "flow-9")
+        assert cloud.occurred_at == FOREIGN_TIME
         [letter] = bus.dead_letters()
         assert "not UTF-8" in letter.error and letter.group == "billing"
         assert await bus.lag() == {"billing": {"order.completed": 0}}
@@ -139,27 +144,9 @@ async def test_afterward_entries_are_binary_cloudevents_for_redis_py(
 ) -> None:
     url = redis_bus_url(tmp_path)
     async with EventBus(url, source="shop") as bus:
-        with correlate("flow-1"):
-            event = await bus.publish(
-                "order.completed",
-                {"order_id": 7, "note": "café"},
-                key="order-7",
-                version=2,
-                headers={"x-tenant": "acme"},
-            )
+        event = await publish_full(bus)
     [(entry_id, fields)] = _entries(raw, _stream(url, "order.completed"))
     found = {name.decode(): value.decode() for name, value in fields.items()}
     assert entry_id == b"0-1"
-    assert json.loads(found.pop("data")) == {"order_id": 7, "note": "café"}
-    assert datetime.fromisoformat(found.pop("ce_time")) == event.occurred_at
-    assert found == {
-        "ce_specversion": "1.0",
-        "ce_id": event.id,
-        "ce_type": "order.completed",
-        "ce_source": "shop",
-        "ce_correlationid": "flow-1",
-        "ce_eventversion": "2",
-        "content-type": "application/json",
-        "x-tenant": "acme",
-        "key": "order-7",
-    }
+    assert json.loads(found.pop("data")) == DATA and found.pop("key") == "order-7"
+    check_attributes(event, found)
