@@ -105,6 +105,11 @@ async def test_records_from_confluent_kafka_are_events_and_garbage_is_one_dead_l
         assert cloud.occurred_at == FOREIGN_TIME
         [letter] = bus.dead_letters()
         assert "not UTF-8" in letter.error and letter.group == "billing"
+        # What it shows says where it sat and who wrote it.
+        assert (letter.event.id, letter.event.headers) == (
+            "order.completed:0:3",
+            {"x-from": "a-bad-producer"},
+        )
         assert await bus.lag() == {"billing": {"order.completed": 0}}
 
 

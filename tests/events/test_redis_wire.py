@@ -79,7 +79,7 @@ async def test_entries_from_redis_py_are_events_and_garbage_is_one_dead_letter(
         first = await bus.publish("order.completed", {"n": 1})
         raw.xadd(stream, {"data": json.dumps({"order_id": 5})}, id=entry_id)
         raw.xadd(stream, CLOUDEVENT, id=entry_id)  # type: ignore[arg-type]
-        raw.xadd(stream, {"data": b"\xff\x00 not json"}, id=entry_id)
+        raw.xadd(stream, {"x-from": "a-bad-producer", "data": b"\xff\x00 no"}, id=entry_id)
         last = await bus.publish("order.completed", {"n": 2})
         await _drain(bus)
 
@@ -96,6 +96,10 @@ async def test_entries_from_redis_py_are_events_and_garbage_is_one_dead_letter(
         assert cloud.occurred_at == FOREIGN_TIME
         [letter] = bus.dead_letters()
         assert "not UTF-8" in letter.error and letter.group == "billing"
+        assert (letter.event.id, letter.event.headers) == (
+            "order.completed:0:3",
+            {"x-from": "a-bad-producer"},
+        )
         assert await bus.lag() == {"billing": {"order.completed": 0}}
     # Every entry is numbered densely now: afterward's offsets, other clients' entries too.
     assert [entry for entry, _ in _entries(raw, stream)] == [f"0-{n}".encode() for n in range(1, 6)]
