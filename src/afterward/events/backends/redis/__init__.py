@@ -40,8 +40,9 @@ A member that newly holds the claim first moves every pending entry of the group
 can own them), re-reads them in offset order (``XREADGROUP`` from ``0``), then reads
 new entries (``>``, blocking up to the fetch timeout). The consumer group is created at
 the group's committed position when a member first holds the claim. Behind (the last
-batch was full), a member reads through a script that returns only entry IDs and
-payloads, a third of the reply ``XREADGROUP`` sends; caught up, a blocking
+batch was full), a member reads through a script (``fetch.lua``) that packs each
+entry's fields into one string: two reply elements per entry instead of about twenty
+(a CloudEvent's fields), which redis-py would parse one by one; caught up, a blocking
 ``XREADGROUP`` waits for the next events.
 
 One event is appended by a single ``XADD``, several by a Lua script (all or none). A

@@ -43,6 +43,7 @@ __all__ = [
     "split_url",
     "stored_schema",
     "stream_id",
+    "unpack_fields",
 ]
 
 DEFAULT_PREFIX = "afterward:"
@@ -185,6 +186,18 @@ def event(
         except UnicodeDecodeError:
             text = key
     return StoredEvent(topic, 0, offset(entry_id), value, tuple(headers), text)
+
+
+def unpack_fields(packed: bytes) -> list[bytes]:
+    """An entry's fields as ``fetch.lua`` packs them (their lengths joined by ``,``, a
+    newline, the fields end to end), as a flat list: name, value, name, value..."""
+    head, _, body = packed.partition(b"\n")
+    fields = []
+    at = 0
+    for size in map(int, head.split(b",")):
+        fields.append(body[at : at + size])
+        at += size
+    return fields
 
 
 def time_of(fields: Mapping[bytes, bytes]) -> float:

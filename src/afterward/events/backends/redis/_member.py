@@ -126,7 +126,10 @@ class RedisMember:
             args = [self.group, self.name, after, limit]
             async with self._clients.errors(doing):
                 flat: Any = await self._clients.script(_scripts.FETCH, [self._stream], args)
-            entries = list(zip(flat[::2], flat[1::2], strict=True))
+            entries = [
+                (entry_id, packed and _codec.unpack_fields(packed))
+                for entry_id, packed in zip(flat[::2], flat[1::2], strict=True)
+            ]
         else:
             async with self._clients.errors(doing):
                 reply: Any = await self._clients.get().xreadgroup(
