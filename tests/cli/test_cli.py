@@ -342,12 +342,12 @@ def test_a_busy_port_is_one_line() -> None:
 def test_an_unreachable_kafka_broker_is_one_line_from_the_installed_script(
     tmp_path: Path,
 ) -> None:
+    store = quote(f"sqlite:///{tmp_path / 'state.db'}", safe="")
     run = subprocess.run(
-        [AFTERWARD, "events", "lag", "--bus", "kafka://127.0.0.1:1"],
+        [AFTERWARD, "events", "lag", "--bus", f"kafka://127.0.0.1:1?store={store}"],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,  # the Kafka backend's default state store is a SQLite file in the cwd
     )
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
