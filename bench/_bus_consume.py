@@ -16,9 +16,12 @@ async def consume_rate(
     events: int,
     fill_before: Callable[[], Awaitable[object]] | None,
     fill_during: Callable[[], Awaitable[object]] | None,
+    *,
+    batch: bool = False,
 ) -> float:
     """Events/s handled by a group on ``bus``: from a topic filled beforehand
-    (``fill_before``), or end to end while ``fill_during`` publishes.
+    (``fill_before``), or end to end while ``fill_during`` publishes. With ``batch``,
+    the group's handler is a batch handler (``subscribe(..., batch=True)``).
 
     From a filled topic the clock starts at the first event handled, so joining a
     consumer group is not counted (the raw peers start theirs once joined, too).
@@ -29,14 +32,25 @@ async def consume_rate(
     seen = 0
     first = 0.0
 
-    @bus.subscribe(topic, group="bench")
-    async def handle(event: Event) -> None:
+    def count(handled: int) -> None:
         nonlocal seen, first
         if not seen:
             first = time.perf_counter()
-        seen += 1
-        if seen == events:
+        seen += handled
+        if seen >= events:
             done.set()
+
+    if batch:
+
+        @bus.subscribe(topic, group="bench", batch=True)
+        async def handle_batch(batch_of: list[Event]) -> None:
+            count(len(batch_of))
+
+    else:
+
+        @bus.subscribe(topic, group="bench")
+        async def handle(event: Event) -> None:
+            count(1)
 
     if fill_before is not None:
         await fill_before()

@@ -234,7 +234,9 @@ async def afterward_produce(bootstrap: str, topic: str) -> float:
         return EVENTS / await _afterward_fill(bus, topic)
 
 
-async def _afterward_consume(bootstrap: str, topic: str, together: bool) -> float:
+async def _afterward_consume(
+    bootstrap: str, topic: str, together: bool, batch: bool = False
+) -> float:
     from afterward import EventBus
 
     async with EventBus(_afterward_url(bootstrap, topic), batch_size=2000) as bus:
@@ -243,13 +245,23 @@ async def _afterward_consume(bootstrap: str, topic: str, together: bool) -> floa
             return _afterward_fill(bus, topic)
 
         return await consume_rate(
-            bus, topic, EVENTS, None if together else fill, fill if together else None
+            bus,
+            topic,
+            EVENTS,
+            None if together else fill,
+            fill if together else None,
+            batch=batch,
         )
 
 
 async def afterward_consume(bootstrap: str, topic: str) -> float:
     """Events/s handled by an afterward group (processed IDs, commits) from a full topic."""
     return await _afterward_consume(bootstrap, topic, together=False)
+
+
+async def afterward_consume_batches(bootstrap: str, topic: str) -> float:
+    """The same with a batch handler (``subscribe(..., batch=True)``)."""
+    return await _afterward_consume(bootstrap, topic, together=False, batch=True)
 
 
 async def afterward_end_to_end(bootstrap: str, topic: str) -> float:
@@ -292,6 +304,7 @@ def _contenders() -> dict[str, dict[str, Measure]]:
         "produce": afterward_produce,
         "produce (publish_many)": afterward_produce_many,
         "consume + commit": afterward_consume,
+        "consume + commit (batch handler)": afterward_consume_batches,
         "end to end": afterward_end_to_end,
     }
     try:

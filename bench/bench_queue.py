@@ -1,6 +1,7 @@
 """The work queue: ``python -m bench queue`` (issue 12's measurements).
 
-For each backend (SQLite file; Redis when reachable):
+For each backend (SQLite file; Redis when reachable; Kafka on a tansu broker this
+benchmark starts, its state store a SQLite file, unless ``BENCH_KAFKA=0``):
 
 1. Head of line: ``BENCH_DELAYED`` (10,000) jobs delayed by an hour are queued first,
    then 1,000 no-op jobs, one ``afterward worker -c 1``: the wait of each of the 1,000
@@ -27,9 +28,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from afterward.events import EventBus
 from afterward.jobs import unregister_connection
@@ -170,9 +172,27 @@ def chaos(url: str, results: Path, seed: int = 5) -> list[object]:
     return [kills, CHAOS_JOBS - distinct, effects - distinct, repeats, per_kill, _verdict(met)]
 
 
-def _backends() -> list[tuple[str, Url, Callable[[], object]]]:
+def _kafka(stack: ExitStack) -> list[tuple[str, Url, Callable[[], object]]]:
+    """The Kafka row's bus URLs, on a tansu broker started for the run."""
+    if os.environ.get("BENCH_KAFKA", "1") == "0":
+        return []
+    from tests.events.kafka_broker import running_tansu
+
+    broker = stack.enter_context(running_tansu())
+    # tansu keeps a member that left until its session expires: a short session.
+    options = "session_timeout_ms=2000&rebalance_timeout_ms=1000"
+
+    def url(tmp: Path) -> str:
+        store = quote(f"sqlite:///{tmp / 'state.db'}", safe="")
+        return f"kafka://{broker.bootstrap}?{options}&prefix={tmp.name}.&store={store}"
+
+    return [("Kafka", url, lambda: None)]
+
+
+def _backends(stack: ExitStack) -> list[tuple[str, Url, Callable[[], object]]]:
     found: list[tuple[str, Url, Callable[[], object]]] = [
-        ("SQLite", lambda tmp: f"sqlite:///{tmp / 'bus.db'}", lambda: None)
+        ("SQLite", lambda tmp: f"sqlite:///{tmp / 'bus.db'}", lambda: None),
+        *_kafka(stack),
     ]
     try:
         import redis
@@ -209,20 +229,24 @@ def run() -> str:
     hol: list[list[object]] = []
     scale: list[list[object]] = []
     wild: list[list[object]] = []
-    for name, make_url, clean in _backends():
-        try:
-            with tempfile.TemporaryDirectory(prefix="afterward-bench-queue-") as folder:
-                tmp = Path(folder)
-                hol.append([name, *head_of_line(*_fresh(tmp, "hol", make_url))])
-                one = scale_out(*_fresh(tmp, "one", make_url), processes=1)
-                four = scale_out(*_fresh(tmp, "four", make_url), processes=4)
-                ratio = one / four
-                scale.append(
-                    [name, f"{one:.2f}", f"{four:.2f}", f"{ratio:.2f}x", _verdict(ratio >= 3.5)]
-                )
-                wild.append([name, *chaos(*_fresh(tmp, "chaos", make_url))])
-        finally:
-            clean()
+    with ExitStack() as stack:
+        for name, make_url, clean in _backends(stack):
+            try:
+                with tempfile.TemporaryDirectory(prefix="afterward-bench-queue-") as folder:
+                    tmp = Path(folder)
+                    hol.append([name, *head_of_line(*_fresh(tmp, "hol", make_url))])
+                    one = scale_out(*_fresh(tmp, "one", make_url), processes=1)
+                    four = scale_out(*_fresh(tmp, "four", make_url), processes=4)
+                    ratio = one / four
+                    speed = [f"{one:.2f}", f"{four:.2f}", f"{ratio:.2f}x", _verdict(ratio >= 3.5)]
+                    scale.append([name, *speed])
+                    wild.append([name, *chaos(*_fresh(tmp, "chaos", make_url))])
+            finally:
+                clean()
+    return _tables(hol, scale, wild)
+
+
+def _tables(hol: list[list[object]], scale: list[list[object]], wild: list[list[object]]) -> str:
     return "\n".join(
         [
             table(

@@ -13,7 +13,8 @@ The tree::
     ├── InvalidRequestError (TypeError)     http.pool()/batch() given something not a request
     ├── JobError
     │   ├── DispatchError (ValueError)      a job cannot be dispatched (arguments, path)
-    │   └── JobTimeout (TimeoutError)       a job attempt exceeded its timeout
+    │   ├── JobTimeout (TimeoutError)       a job attempt exceeded its timeout
+    │   └── RequestFailed                   a durable HTTP request got a failing answer
     ├── BackendError                        a backend failed (.backend)
     │   └── BackendUnavailable              the backend cannot be reached
     ├── PublishError (ValueError)           bad event: topic, data, size (.topic)
@@ -40,6 +41,7 @@ __all__ = [
     "NoScopeError",
     "NotFoundError",
     "PublishError",
+    "RequestFailed",
     "SchemaError",
     "StrayRequestError",
     "TaskError",
@@ -97,7 +99,20 @@ class InvalidRequestError(AfterwardError, TypeError):
 
 
 class JobError(AfterwardError):
-    """Base class of job errors."""
+    """Base class of job errors.
+
+    A job error can steer the job's retries on every connection (``sync``,
+    ``deferred``, ``queue``); by default it is retried like any other exception.
+
+    Attributes:
+        retryable: ``False`` makes the attempt that raised it the job's last, whatever
+            tries are left.
+        retry_after: seconds the next attempt must wait instead of the job's backoff
+            (``None``: the backoff).
+    """
+
+    retryable: bool = True
+    retry_after: float | None = None
 
 
 class DispatchError(JobError, ValueError):
@@ -106,6 +121,37 @@ class DispatchError(JobError, ValueError):
 
 class JobTimeout(JobError, TimeoutError):
     """One attempt of a job ran longer than the job's ``timeout``."""
+
+
+class RequestFailed(JobError):
+    """A durable request (``request.dispatch()``) got a failing answer on one attempt.
+
+    Retried (the job's ``tries`` and ``backoff``) after a transport error or timeout,
+    a 429 (waiting what its ``Retry-After`` asks, at most 60 s) or a 5xx; any other
+    status >= 400 fails the job at once. The message, stored in failed jobs, names the
+    request, the status and the start of the body.
+
+    Attributes:
+        method: the request's method.
+        url: the request's URL.
+        status: the response's status code, or ``None`` after a transport error.
+        excerpt: the start of the response body (or the transport error's text).
+    """
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        status: int | None,
+        excerpt: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        outcome = "failed" if status is None else f"answered {status}"
+        super().__init__(f"{method} {url} {outcome}: {excerpt}")
+        self.method, self.url, self.status, self.excerpt = method, url, status, excerpt
+        self.retryable, self.retry_after = retryable, retry_after
 
 
 class BackendError(AfterwardError):

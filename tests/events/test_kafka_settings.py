@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from afterward import ConfigError
-from afterward.events._protocols import StateStore
+from afterward.events._backend import Backend
 from afterward.events.backends.kafka import KafkaSettings, open_backend
 
 STORE = quote("sqlite:///var/lib/shop/kafka-state.db", safe="")
@@ -18,6 +18,7 @@ def test_defaults() -> None:
     assert settings.bootstrap == "127.0.0.1:9092"
     assert settings.store == "sqlite:///var/lib/shop/kafka-state.db"
     assert (settings.prefix, settings.partitions, settings.client_id) == ("", 4, "afterward")
+    assert settings.queue_partitions == 16
     assert (
         settings.request_timeout_ms,
         settings.session_timeout_ms,
@@ -28,13 +29,14 @@ def test_defaults() -> None:
 def test_every_option() -> None:
     store = quote("sqlite:///tmp/state.db?x=1", safe="")
     settings = KafkaSettings.parse(
-        f"kafka://a:1,b:2?store={store}&prefix=p.&partitions=8&request_timeout_ms=5000"
+        f"kafka://a:1,b:2?store={store}&prefix=p.&partitions=8&queue_partitions=3"
+        "&request_timeout_ms=5000"
         "&session_timeout_ms=1500&rebalance_timeout_ms=1000&client_id=me"
     )
     assert settings.bootstrap == "a:1,b:2"
     assert settings.store == "sqlite:///tmp/state.db?x=1"
     assert settings.topic("orders") == "p.orders"
-    assert settings.partitions == 8
+    assert (settings.partitions, settings.queue_partitions) == (8, 3)
     assert settings.client_options() == {
         "bootstrap_servers": "a:1,b:2",
         "client_id": "me",
@@ -67,6 +69,7 @@ def test_client_options_may_be_overridden() -> None:
         ("kafka://h:1?request_timeout_ms=1.5", "request_timeout_ms=1.5"),
         ("kafka://h:1?session_timeout_ms=soon", "session_timeout_ms=soon"),
         ("kafka://h:1?partitions=0", "partitions must be at least 1"),
+        ("kafka://h:1?queue_partitions=0", "queue_partitions must be at least 1"),
         ("kafka://h:1?request_timeout_ms=-5", "request_timeout_ms must be at least 1"),
         ("kafka://h:1?unknown=1&other=2", "['other', 'unknown']"),
         ("kafka://h:1?store=kafka://h:2", "cannot be Kafka itself"),
@@ -85,7 +88,7 @@ def test_bad_urls(url: str, says: str) -> None:
 def test_a_bad_url_opens_no_store() -> None:
     opened: list[str] = []
 
-    def open_store(url: str) -> StateStore:
+    def open_store(url: str) -> Backend:
         opened.append(url)
         raise AssertionError("a bad URL should be refused before its store is opened")
 

@@ -21,20 +21,10 @@ from afterward.events._protocols import GroupLog
 from afterward.events._records import Done
 from afterward.events.backends.redis import RedisLog, _scripts
 from tests.events.backends import record
-from tests.events.distributed import REDIS, redis_bus_url
+from tests.events.distributed import redis_bus_url
 from tests.support import require_service
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[Redis]:
-    """A plain redis-py client on the shared server (only the test's prefix is touched)."""
-    client = Redis.from_url(REDIS)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _prefix(url: str) -> str:
@@ -66,7 +56,8 @@ async def test_everything_lives_under_the_prefix_as_streams(tmp_path: Path, raw:
         await bus.publish("orders", {"n": 1}, key="k")
         await bus.drain()
     keys = sorted(k.decode() for k in await raw.keys(prefix + "*"))
-    names = ["batches:orders:billing", "done:billing", "groups", "pos:orders:billing"]
+    names = ["batches:orders:billing", "done-log:orders:billing", "done:billing", "groups"]
+    names.append("pos:orders:billing")
     names.append("stream:orders")
     assert keys == [prefix + name for name in names]
     assert await raw.type(f"{prefix}stream:orders") == b"stream"

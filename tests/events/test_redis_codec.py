@@ -45,7 +45,8 @@ def test_keys_follow_the_documented_layout() -> None:
     assert keys.pos("t", "g") == "p:pos:t:g"
     assert keys.done("g") == "p:done:g"
     assert keys.ver("t", "g") == "p:ver:t:g"
-    assert keys.state("g", "t") == ["p:pos:t:g", "p:done:g", "p:ver:t:g"]
+    assert keys.done_log("t", "g") == "p:done-log:t:g"
+    assert keys.state("g", "t") == ["p:pos:t:g", "p:done:g", "p:ver:t:g", "p:done-log:t:g"]
     assert keys.claim("t", "g") == "p:claim:t:g"
     assert (keys.groups, keys.dlq, keys.letter("d1")) == ("p:groups", "p:dlq", "p:dlq:d1")
 

@@ -217,4 +217,9 @@ async def test_queue_scripts_fall_back_to_eval_on_a_server_without_them(
     assert set(await queue.depth(None)) == {"q"}
     assert await queue.requeue_failed_job(again.job.id, again.job)
     assert not await queue.delete_failed_job("nope")
+    # The job ledger's scripts (a Kafka bus's job marks).
+    assert await queue.due_delayed("q", 10) == []
+    await queue.mark_ready("q", ["nope"])
+    taken, settled = await queue.claim("q", "w", [again.job.id, "nope"], 5, 30)
+    assert ([r.job.id for r in taken], settled) == ([again.job.id], {"nope"})
     assert await raw.script_exists(*fresh.values()) == [True] * len(fresh)

@@ -1,5 +1,10 @@
 """Retention: events past it are gone for new groups, groups see everything newer, the
-state goes with the events, the SQLite file stops growing (API.md section 5)."""
+state goes with the events, the SQLite file stops growing (API.md section 5).
+
+The events' deletion is tested on the backends that prune their log (``pruning_bus_url``);
+on Kafka the broker deletes by the topics' ``retention.ms``, which these tests read back
+(tansu, the test broker, stores it but deletes nothing by time), and the state store's
+pruning runs on every backend (``bus_url``)."""
 
 from __future__ import annotations
 
@@ -45,10 +50,10 @@ _seen: dict[tuple[str, str], list[str]] = {}
 
 
 @pytest.fixture
-async def hour_bus(bus_url: str) -> EventBus:
-    bus = EventBus(bus_url, retention=timedelta(hours=1))
+async def hour_bus(pruning_bus_url: str) -> EventBus:
+    bus = EventBus(pruning_bus_url, retention=timedelta(hours=1))
     if bus._core.backend.prunable is None:
-        pytest.fail(f"{bus_url}: the backend cannot prune its events")
+        pytest.fail(f"{pruning_bus_url}: the backend cannot prune its events")
     await bus.connect()
     return bus
 
@@ -128,8 +133,10 @@ async def test_a_replay_past_the_retention_says_so(
     await hour_bus.aclose()
 
 
-async def test_run_prunes_in_the_background(bus_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    bus = EventBus(bus_url, retention=timedelta(hours=1))
+async def test_run_prunes_in_the_background(
+    pruning_bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = EventBus(pruning_bus_url, retention=timedelta(hours=1))
     await bus.connect()
     monkeypatch.setattr(prune_module, "interval", lambda core: 0.05)
 

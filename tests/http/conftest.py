@@ -44,6 +44,11 @@ class ServerState:
     #: /flaky: the ids answered 200, per tag; failures drawn from a seeded generator
     delivered: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rng: random.Random = field(default_factory=lambda: random.Random(1234))
+    #: /fail: each request's raw body and headers, per tag
+    bodies: defaultdict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    headers: defaultdict[str, list[dict[str, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
 
 @dataclass
@@ -136,6 +141,10 @@ def _retry_routes(state: ServerState, seen: Callable[[Request], str]) -> list[Ro
         for: ``after=<seconds>`` or ``date_in=<seconds>`` for an HTTP date), then 200."""
         tag = seen(request)
         attempt = state.hits[tag]
+        body = await request.body()
+        with state.lock:
+            state.bodies[tag].append(body)
+            state.headers[tag].append(dict(request.headers))
         if attempt > int(request.path_params["n"]):
             return JSONResponse({"attempt": attempt})
         headers: dict[str, str] = {}

@@ -91,6 +91,8 @@ class BusCore:
         #: Per-topic retentions (``bus.retention(topic, ...)``), seconds or ``None``.
         self.retentions: dict[str, float | None] = {}
         self.stopping = False
+        if backend.retained is not None:  # topics are created with their retention
+            backend.retained.retain_by(self.retention_of)
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     @property

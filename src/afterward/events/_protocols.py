@@ -42,7 +42,7 @@ backend must not bind itself to one loop at ``connect`` or must keep a client pe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -277,6 +277,10 @@ class PrunableLog(Protocol):
 @runtime_checkable
 class RetainedLog(Protocol):
     """A log whose server keeps a retention of its own per topic (Kafka)."""
+
+    def retain_by(self, retention_of: Callable[[str], float | None]) -> None:
+        """Give the topics the log creates from now on the retention ``retention_of``
+        says (seconds, ``None``: keep them all); the bus calls it once."""
 
     async def keep_for(self, topic: str, seconds: float | None) -> None:
         """Make the server drop ``topic``'s events older than ``seconds`` (``None``:

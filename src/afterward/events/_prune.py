@@ -60,8 +60,10 @@ async def prune(core: BusCore) -> Pruned:
     total = Pruned()
     now = time.time()
     topics = await backend.prunable.topics() if backend.prunable is not None else []
+    # Every topic the bus knows of: the log's, the ones given a retention, the consumed.
+    known = sorted({*topics, *core.retentions, *(t for _, t in core.subs)})
     if backend.retained is not None:
-        for topic in {*topics, *(t for _, t in core.subs)}:
+        for topic in known:
             await backend.retained.keep_for(topic, core.retention_of(topic))
     if backend.prunable is not None:
         for topic in topics:
@@ -74,7 +76,7 @@ async def prune(core: BusCore) -> Pruned:
                 if gone < BATCH:
                     break
                 await asyncio.sleep(0)  # publishers and consumers get in between
-    longest = _longest(core, topics)
+    longest = _longest(core, known)
     if backend.state_pruning is not None and longest is not None:
         while True:
             step = await backend.state_pruning.prune_state(now - longest, BATCH)

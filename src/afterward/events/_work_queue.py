@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 from afterward.events._protocols import Connectable
 from afterward.events._records import QueueDepth, QueuedJob, Reservation, StoredFailedJob
 
-__all__ = ["FailedJobStore", "WorkQueue"]
+__all__ = ["FailedJobStore", "JobLedger", "WorkQueue"]
 
 
 @runtime_checkable
@@ -76,3 +76,33 @@ class FailedJobStore(Protocol):
 
     async def delete_failed_job(self, job_id: str) -> bool:
         """Delete the failed job; false when there was none."""
+
+
+@runtime_checkable
+class JobLedger(WorkQueue, FailedJobStore, Protocol):
+    """A work queue that also leases jobs by ID: the per-job marks of a queue whose
+    jobs travel on another log (Kafka's work queue keeps them in its state store).
+
+    Its rows are the work queue's (state, due time, attempts, lease, payload, failure);
+    the log only says which jobs a worker may look at. A delayed job whose due time
+    came stays delayed until :meth:`mark_ready` (it is published to the log first), but
+    :meth:`claim` and :meth:`depth` count it as ready already.
+    """
+
+    async def claim(
+        self, queue: str, worker: str, job_ids: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Reservation], set[str]]:
+        """Lease up to ``limit`` of ``job_ids`` to ``worker`` (as :meth:`reserve` does,
+        among those IDs only, in the same order), counting their attempt; an expired
+        lease on its last try fails the job instead (its worker died).
+
+        Returns:
+            The reservations, and the IDs there is nothing more to do with here: gone
+            (done), failed, or delayed until later (published again when due).
+        """
+
+    async def due_delayed(self, queue: str, limit: int) -> list[QueuedJob]:
+        """Up to ``limit`` delayed jobs of ``queue`` whose due time came, earliest first."""
+
+    async def mark_ready(self, queue: str, job_ids: Sequence[str]) -> None:
+        """The delayed jobs ``job_ids``, due by now, were published: they are ready."""

@@ -35,7 +35,7 @@ from afterward.events._job_wire import job_attempt, payload_of, queued_attempt
 from afterward.events._queue import queue_of
 from afterward.events._records import Attempt, QueueDepth, Reservation, StoredFailedJob
 from afterward.events._work_queue import WorkQueue
-from afterward.jobs import attempt, run_failed
+from afterward.jobs import attempt, retry_delay, run_failed
 
 __all__ = ["Worker", "worker_name"]
 
@@ -170,11 +170,12 @@ class Worker:
         started = datetime.now(UTC)
         error = await attempt(payload, self.queue)
         outcome = "handled"
+        wait = None if error is None else retry_delay(payload, error)
         if error is None:
             done = await self._jobs.ack(self.queue, self.name, job.id)
-        elif payload.attempt < payload.tries:
+        elif wait is not None:
             outcome = "failed"
-            due = time.time() + payload.backoff_after(payload.attempt)
+            due = time.time() + wait
             following = replace(payload, attempt=payload.attempt + 1, available_at=due)
             done = await self._jobs.retry(
                 self.queue, self.name, job.id, due, following.to_json().encode()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 
-from afterward._context import correlation_id
 from afterward._exceptions import ConfigError, InvalidRequestError
 from afterward._loop import run_sync
-from afterward.http import _client
+from afterward.http._build import CORRELATION_HEADER, OPTIONS, RequestOptions, build_request
+from afterward.http._durable import dispatch_request
 from afterward.http._retry import DEFAULT_BACKOFF, Retry, When
 from afterward.http._send import deliver
+
+if TYPE_CHECKING:
+    from afterward.jobs import JobPayload
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -29,29 +32,7 @@ __all__ = [
     "request",
 ]
 
-#: The header every request carries when a correlation ID is bound.
-CORRELATION_HEADER = "X-Correlation-ID"
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_SEND_OPTIONS = frozenset({"auth", "follow_redirects"})
-
-
-class RequestOptions(TypedDict, total=False):
-    """The per-request keyword arguments of ``httpx.AsyncClient.request``."""
-
-    params: Any
-    headers: Any
-    cookies: Any
-    content: Any
-    data: Any
-    files: Any
-    json: Any
-    timeout: Any
-    auth: Any
-    follow_redirects: bool
-    extensions: dict[str, Any]
-
-
-_OPTIONS = RequestOptions.__optional_keys__
 
 
 class PendingRequest:
@@ -85,11 +66,11 @@ class PendingRequest:
             )
         if not isinstance(url, str | httpx.URL):
             raise InvalidRequestError(f"a request URL must be a str or httpx.URL, got {url!r}")
-        unknown = set(options) - _OPTIONS
+        unknown = set(options) - OPTIONS
         if unknown:
             raise InvalidRequestError(
                 f"unknown request argument(s) {', '.join(sorted(unknown))}; httpx takes "
-                f"{', '.join(sorted(_OPTIONS))}"
+                f"{', '.join(sorted(OPTIONS))}"
             )
         self.method = method.upper()
         self.url = url
@@ -143,27 +124,54 @@ class PendingRequest:
         """
         return await deliver(self)
 
+    def dispatch(
+        self,
+        *,
+        tries: int = 5,
+        backoff: float | Sequence[float] = (1, 10, 60),
+        queue: str = "queue",
+    ) -> JobPayload:
+        """Send the request from a durable queue job: it survives this process dying.
+
+        The request is stored as it would be sent now (``base_url``, default headers and
+        timeout applied; a ``content=`` or ``data=`` body as exact bytes) and enqueued,
+        through the outbox inside an open database transaction (so it exists only once
+        that commits). A worker (``afterward worker``) sends it with this process's
+        correlation ID and an ``Idempotency-Key`` (the job ID) unless it has one, and
+        retries it with ``tries`` and ``backoff`` whatever its method, on a transport
+        error, a timeout, 429 (honouring ``Retry-After``, at most 60 s) and 5xx; another
+        status >= 400 fails it at once. Given up, it lands in failed jobs with the last
+        status and the start of the body (:class:`~afterward.RequestFailed`).
+
+        Example:
+            >>> http.post(hook, json={"order_id": 7}).dispatch(tries=5, backoff=(1, 10, 60))
+
+        Args:
+            tries: attempts in total; an int >= 1.
+            backoff: seconds before attempt 2, 3, ...; the last value repeats.
+            queue: the job connection that takes it (the durable ``"queue"``; any
+                registered name).
+
+        Returns:
+            The job's payload (``payload.id`` is the job ID and default idempotency key).
+
+        Raises:
+            DispatchError: ``tries`` is not an int >= 1, a negative ``backoff``, a
+                ``json=`` body that is not JSON-serializable, a streamed body, an
+                argument that cannot be stored (``auth=``, ``cookies=``, ``files=``...),
+                a relative URL with no ``base_url``, a request with its own
+                :meth:`retry`, or an unknown ``queue``. Nothing was enqueued.
+        """
+        return dispatch_request(
+            self.method, self.url, self.options, self.retry_policy, tries, backoff, queue
+        )
+
     def build(self, client: httpx.AsyncClient) -> tuple[httpx.Request, dict[str, Any]]:
         """The ``httpx.Request`` to send with ``client`` now, and ``client.send``'s options.
 
         Built afresh for every attempt: a request body is read once by the transport.
         """
-        options = self.options
-        send_options: dict[str, Any] = {k: v for k, v in options.items() if k in _SEND_OPTIONS}
-        build: dict[str, Any] = {k: v for k, v in options.items() if k not in _SEND_OPTIONS}
-        caller_headers = httpx.Headers(options.get("headers"))
-        defaults = _client.settings
-        if defaults.headers:
-            headers = httpx.Headers(defaults.headers)
-            headers.update(caller_headers)
-            build["headers"] = headers
-        if defaults.timeout is not None and "timeout" not in options:
-            build["timeout"] = defaults.timeout
-        request = client.build_request(self.method, _client.merge_url(self.url), **build)
-        cid = correlation_id()
-        if cid is not None and CORRELATION_HEADER not in caller_headers:
-            request.headers[CORRELATION_HEADER] = cid
-        return request, send_options
+        return build_request(client, self.method, self.url, self.options)
 
     def send_sync(self) -> httpx.Response:
         """Blocking twin of :meth:`send`, for Flask, Django and scripts.

@@ -13,12 +13,13 @@ from afterward.jobs._connections import (
     unregister_connection,
 )
 from afterward.jobs._deferred import DeferredConnection, move_pending_to_queue
-from afterward.jobs._job import Job, JobFunction, job
+from afterward.jobs._job import Job, JobFunction, dispatch_with, job
 from afterward.jobs._options import JobOptions
 from afterward.jobs._runner import (
     SyncConnection,
     attempt,
     current_payload,
+    retry_delay,
     run_failed,
     run_payload,
 )
@@ -35,10 +36,12 @@ __all__ = [
     "SyncConnection",
     "attempt",
     "current_payload",
+    "dispatch_with",
     "get_connection",
     "job",
     "move_pending_to_queue",
     "register_connection",
+    "retry_delay",
     "run_failed",
     "run_payload",
     "unregister_connection",

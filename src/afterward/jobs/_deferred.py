@@ -23,7 +23,7 @@ from afterward._runtime import Callback
 from afterward._stats import incr
 from afterward.defer import DeferScope, _current_scope, defer
 from afterward.jobs._connections import get_connection
-from afterward.jobs._runner import attempt, run_failed
+from afterward.jobs._runner import attempt, retry_delay, run_failed
 from afterward.jobs._serialize import JobPayload
 
 __all__ = ["DeferredConnection", "move_pending_to_queue"]
@@ -55,14 +55,14 @@ async def _run(payload: JobPayload) -> None:
     error = await attempt(payload, "deferred")
     if error is None:
         return
-    if payload.attempt >= payload.tries:
+    backoff = retry_delay(payload, error)
+    if backoff is None:
         incr("jobs.failed")
         await run_failed(payload, error)
         return
-    wait = payload.backoff_after(payload.attempt)
     payload.attempt += 1
-    payload.available_at = time.time() + wait
-    _schedule(payload, wait)
+    payload.available_at = time.time() + backoff
+    _schedule(payload, backoff)
 
 
 def _schedule(payload: JobPayload, wait: float) -> None:

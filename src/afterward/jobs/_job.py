@@ -13,7 +13,7 @@ from afterward.jobs._connections import send
 from afterward.jobs._options import JobOptions
 from afterward.jobs._serialize import JobPayload
 
-__all__ = ["Job", "JobFunction", "JobOptions", "bind", "job"]
+__all__ = ["Job", "JobFunction", "JobOptions", "bind", "dispatch_with", "job"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -98,10 +98,30 @@ class Job:
                 Nothing was sent then.
             NoScopeError: ``"deferred"`` with no defer scope open.
         """
-        args, kwargs = self._afterward_args
-        cls = type(self)
-        options = cls._afterward_options
-        return send(cls, cls, args, kwargs, options, connection, delay, at, priority)
+        options = type(self)._afterward_options
+        return dispatch_with(
+            self, options, connection=connection, delay=delay, at=at, priority=priority
+        )
+
+
+def dispatch_with(
+    job: Job,
+    options: JobOptions,
+    *,
+    connection: str | None = None,
+    delay: float | None = None,
+    at: datetime | None = None,
+    priority: int | None = None,
+) -> JobPayload:
+    """:meth:`Job.dispatch` with ``options`` instead of the class's ``tries``,
+    ``backoff`` and ``timeout``: for a policy chosen per dispatch (``request.dispatch()``).
+
+    Raises:
+        DispatchError: as for :meth:`Job.dispatch`.
+    """
+    args, kwargs = job._afterward_args
+    cls = type(job)
+    return send(cls, cls, args, kwargs, options, connection, delay, at, priority)
 
 
 class JobFunction(Generic[P, R]):

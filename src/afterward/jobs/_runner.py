@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from afterward import _loop, _telemetry
 from afterward._context import _correlation_id
-from afterward._exceptions import JobTimeout
+from afterward._exceptions import JobError, JobTimeout
 from afterward._stats import incr, observe
 from afterward._threads import DaemonExecutor
 from afterward.defer import DeferScope
@@ -28,6 +28,7 @@ __all__ = [
     "SyncConnection",
     "attempt",
     "current_payload",
+    "retry_delay",
     "run_attempts",
     "run_failed",
     "run_payload",
@@ -55,6 +56,23 @@ def current_payload() -> JobPayload | None:
         ...     await psp.charge(order_id, idempotency_key=payload.id if payload else None)
     """
     return _current_payload.get()
+
+
+def retry_delay(payload: JobPayload, error: BaseException) -> float | None:
+    """Seconds to wait before the attempt after ``payload.attempt`` failed with ``error``.
+
+    ``None`` when that attempt was the last: no tries left, or ``error`` is a
+    :class:`~afterward.JobError` that is not ``retryable``. A job error's
+    ``retry_after`` replaces the backoff (a 429's ``Retry-After``).
+    """
+    if payload.attempt >= payload.tries:
+        return None
+    if isinstance(error, JobError):
+        if not error.retryable:
+            return None
+        if error.retry_after is not None:
+            return error.retry_after
+    return payload.backoff_after(payload.attempt)
 
 
 # Sync handle() methods run here; a timed-out one is abandoned (threads cannot be killed).
@@ -152,7 +170,7 @@ async def _attempt(payload: JobPayload, queue: str) -> Exception | None:
         await run_payload(payload)
     except Exception as exc:
         # The outcome every connection settles the same way: another try, or the last.
-        outcome = "retried" if payload.attempt < payload.tries else "failed"
+        outcome = "failed" if retry_delay(payload, exc) is None else "retried"
         incr("jobs.attempts", labels=(queue, outcome))
         observe("jobs.seconds", (queue,), time.perf_counter() - started)
         incr("jobs.attempts_failed")
@@ -194,11 +212,11 @@ async def run_attempts(
     if payload.delay > 0:
         await sleep(payload.delay)
     while (error := await attempt(payload, queue)) is not None:
-        if payload.attempt >= payload.tries:
+        wait = retry_delay(payload, error)
+        if wait is None:
             incr("jobs.failed")
             await run_failed(payload, error)
             return error
-        wait = payload.backoff_after(payload.attempt)
         payload.attempt += 1
         await sleep(wait)
     return None

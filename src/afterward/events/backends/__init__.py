@@ -5,7 +5,7 @@ and ``redis://`` need their extras and say so when missing.
 
 A backend module has one entry point, ``open_backend(url, open_store)``, returning the
 :class:`~afterward.events._protocols.Backend` for ``url``; ``open_store`` opens another
-URL as a state store (Kafka keeps its state in one). Adding a backend: see
+URL as a state store, a :class:`Backend` (Kafka keeps its state in one). Adding a backend: see
 ``docs/architecture.md``.
 """
 
@@ -15,7 +15,6 @@ import importlib
 
 from afterward._exceptions import ConfigError
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
 
 __all__ = ["BACKENDS", "open_backend", "open_store"]
 
@@ -61,8 +60,10 @@ def open_backend(url: str) -> Backend:
     return backend
 
 
-def open_store(url: str) -> StateStore:
-    """Open ``url`` as a state store (a backend that holds its own state).
+def open_store(url: str) -> Backend:
+    """Open ``url`` as a state store: a backend that holds its own state (its ``state``;
+    its ``queue``, when that is a :class:`~afterward.events._work_queue.JobLedger`, can
+    keep another log's job marks).
 
     Raises:
         ConfigError: the URL names a backend that keeps its state elsewhere (Kafka).
@@ -70,4 +71,4 @@ def open_store(url: str) -> StateStore:
     backend = open_backend(url)
     if backend.separate:
         raise ConfigError(f"{url!r} cannot be a state store: it keeps its own state elsewhere")
-    return backend.state
+    return backend

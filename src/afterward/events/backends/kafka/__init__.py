@@ -26,6 +26,10 @@ What lives where:
   Dead letters are also copied to the ``<topic>.dlq.<group>`` topic (a tombstone marks
   one retried or discarded) for Kafka-side tooling; the store's copy is the one
   listed, retried and discarded.
+- **The work queue** (the ``queue`` job connection, :mod:`._queue`): ready jobs are
+  records of ``afterward.jobs.<queue>``, whose partitions the worker processes share as
+  the consumer group ``afterward.worker.<queue>``; each job's marks (attempts, lease,
+  done, failed) and the jobs not due yet are in the state store's work queue.
 - **Publishing**: concurrent appends of an event loop are written together, one record
   batch per partition per round; each append settles from its own partitions.
 
@@ -33,10 +37,12 @@ The modules: :mod:`._settings` (the URL, parsed once, and every client's options
 :mod:`._clients` (the aiokafka clients of each event loop, topic metadata),
 :mod:`._producer` (appends), :mod:`._reader` (reads without a group, end offsets,
 offsets by time), :mod:`._member` (a consumer group member), :mod:`._log`
-(:class:`KafkaLog`, tying them together).
+(:class:`KafkaLog`, tying them together), :mod:`._queue` (:class:`KafkaQueue`) and
+:mod:`._queue_member` (a worker group member).
 
 URL options (query string): ``store=<url>`` (URL-encoded), ``prefix=`` (prepended to every
 Kafka topic and group name, to share a cluster), ``partitions=`` (for created topics),
+``queue_partitions=`` (for created work queue topics, 16),
 ``request_timeout_ms=`` (how long a publish waits for an unreachable broker before
 :class:`~afterward.BackendUnavailable`, 40 s by default), ``session_timeout_ms=`` (10 s)
 and ``rebalance_timeout_ms=`` (60 s) for the consumer groups, ``client_id=``.
@@ -51,19 +57,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
+from afterward.events._work_queue import JobLedger
 from afterward.events.backends.kafka._log import KafkaLog
+from afterward.events.backends.kafka._queue import KafkaQueue
 from afterward.events.backends.kafka._settings import KafkaSettings
 
-__all__ = ["KafkaLog", "KafkaSettings", "open_backend"]
+__all__ = ["KafkaLog", "KafkaQueue", "KafkaSettings", "open_backend"]
 
 
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
-    """The backend of a ``kafka://`` URL: the log in Kafka, the state in ``store=``.
+def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
+    """The backend of a ``kafka://`` URL: the log in Kafka, the state in ``store=``, and
+    the work queue in both when the store keeps job marks (memory, SQLite and Redis do).
 
     Raises:
         ConfigError: the URL is malformed, or its store is Kafka itself.
     """
     settings = KafkaSettings.parse(url)
     store = open_store(settings.store)
-    return Backend(KafkaLog(settings, store), store)
+    log = KafkaLog(settings, store.state)
+    ledger = store.queue
+    jobs = None
+    if isinstance(ledger, JobLedger):
+        jobs = KafkaQueue(log.clients, log.errors, ledger, store.state)
+    return Backend(log, store.state, jobs=jobs)

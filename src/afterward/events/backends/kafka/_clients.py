@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -20,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from afterward.events._records import AppendRecord
 from afterward.events.backends._driver import DriverErrors, LoopClients
+from afterward.events.backends.kafka._admin import retention_configs
 from afterward.events.backends.kafka._settings import KafkaSettings
 
 __all__ = ["Conn", "Ends", "KafkaClients", "Placed", "Reader", "close", "start"]
@@ -104,6 +106,11 @@ class KafkaClients:
         self._conns: LoopClients[Conn] = LoopClients("kafka", settings.url, close)
         self._partitions: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Each topic's retention in seconds (``None``: forever), for the topics created
+        #: here (``retention.ms``); unset, they get the broker's default.
+        self.retention_of: Callable[[str], float | None] | None = None
+        #: The retention this process last gave each topic (created or set), by topic.
+        self.retained: dict[str, float | None] = {}
 
     async def conn(self) -> Conn:
         """This loop's clients, started on first use."""
@@ -144,6 +151,7 @@ class KafkaClients:
         afresh (a broker that lost its data, or moved partitions, must not be trusted
         from memory)."""
         self._partitions.clear()
+        self.retained.clear()
         conn = self._conns.pop()
         if conn is not None:
             # Closed before the error surfaces, so no reconnection of the old clients
@@ -159,10 +167,11 @@ class KafkaClients:
             await asyncio.gather(*running, return_exceptions=True)
         await self._conns.close_all()
 
-    async def partition_count(self, topic: str, create: bool) -> int:
+    async def partition_count(self, topic: str, create: bool, partitions: int | None = None) -> int:
         """Partition count of ``topic`` (0 when it does not exist and ``create`` is false).
 
-        A topic created here gets the URL's ``partitions``.
+        A topic created here gets ``partitions`` (by default the URL's ``partitions``)
+        and, when the bus gave a :attr:`retention_of`, that topic's ``retention.ms``.
         """
         if topic in self._partitions:
             return self._partitions[topic]
@@ -172,14 +181,24 @@ class KafkaClients:
             metadata = await conn.producer.client.fetch_all_metadata()
             found = metadata.partitions_for_topic(name)
             if not found and create:
-                with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
-                    await conn.admin.create_topics([NewTopic(name, self.settings.partitions, 1)])
+                await self._create(conn, topic, partitions or self.settings.partitions)
                 await conn.producer.client.force_metadata_update()
                 metadata = await conn.producer.client.fetch_all_metadata()
                 found = metadata.partitions_for_topic(name)
         if found:
             self._partitions[topic] = len(found)
         return len(found or ())
+
+    async def _create(self, conn: Conn, topic: str, partitions: int) -> None:
+        name = self.settings.topic(topic)
+        configs = None
+        if self.retention_of is not None:
+            keep = self.retention_of(topic)
+            configs = retention_configs(keep)
+            self.retained[topic] = keep
+        new = NewTopic(name, partitions, 1, topic_configs=configs)
+        with contextlib.suppress(kafka_errors.TopicAlreadyExistsError):
+            await conn.admin.create_topics([new])
 
     def known_partition_count(self, topic: str) -> int | None:
         """The cached partition count of ``topic`` (no I/O), if known."""

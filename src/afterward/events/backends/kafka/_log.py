@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from aiokafka import errors as kafka_errors
@@ -11,6 +11,7 @@ from aiokafka import errors as kafka_errors
 from afterward.events._protocols import ConnectContext, Member, StateStore
 from afterward.events._records import AppendRecord, StoredDeadLetter, StoredEvent
 from afterward.events.backends._driver import DriverErrors
+from afterward.events.backends.kafka._admin import set_retention
 from afterward.events.backends.kafka._clients import KafkaClients
 from afterward.events.backends.kafka._member import join
 from afterward.events.backends.kafka._producer import Producer
@@ -37,8 +38,10 @@ class KafkaLog(ConnectContext):
     See :mod:`afterward.events.backends.kafka` for what lives where. Implements
     :class:`~afterward.events._protocols.Log`,
     :class:`~afterward.events._protocols.GroupLog`,
-    :class:`~afterward.events._protocols.ClusterLog` and
-    :class:`~afterward.events._protocols.DeadLetterMirror`.
+    :class:`~afterward.events._protocols.ClusterLog`,
+    :class:`~afterward.events._protocols.DeadLetterMirror` and
+    :class:`~afterward.events._protocols.RetainedLog` (the topics' ``retention.ms``, see
+    :mod:`._admin`).
 
     Args:
         url: ``kafka://host:port[,host:port][?store=...&prefix=...&partitions=4]``, or
@@ -69,6 +72,16 @@ class KafkaLog(ConnectContext):
         self._clients = KafkaClients(settings, self._errors)
         self._producer = Producer(self._clients, self._errors)
         self._reader = LogReader(self._clients, self._errors, self._producer.acknowledged)
+
+    @property
+    def clients(self) -> KafkaClients:
+        """This bus's aiokafka clients (shared with its work queue)."""
+        return self._clients
+
+    @property
+    def errors(self) -> DriverErrors:
+        """This bus's error translation."""
+        return self._errors
 
     def __repr__(self) -> str:
         return f"<KafkaLog {self.bootstrap} prefix={self.prefix!r}>"
@@ -117,6 +130,25 @@ class KafkaLog(ConnectContext):
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
         """Per partition, the first offset with a timestamp at or after ``since``."""
         return await self._reader.offsets_for_time(topic, since)
+
+    # -- retention (RetainedLog) -----------------------------------------------------
+
+    def retain_by(self, retention_of: Callable[[str], float | None]) -> None:
+        """Create topics with ``retention.ms`` from ``retention_of(topic)`` (seconds)."""
+        self._clients.retention_of = retention_of
+
+    async def keep_for(self, topic: str, seconds: float | None) -> None:
+        """Set ``topic``'s ``retention.ms`` unless this process already gave it that
+        retention; a topic that does not exist yet gets it when it is created."""
+        clients = self._clients
+        if topic in clients.retained and clients.retained[topic] == seconds:
+            return
+        if not await clients.partition_count(topic, create=False):
+            return
+        conn = await clients.conn()
+        async with self._errors(f"setting the retention of {topic!r}"):
+            await set_retention(conn.admin, self.settings.topic(topic), seconds)
+        clients.retained[topic] = seconds
 
     # -- groups -----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from afterward.events.backends.kafka._clients import start
 from afterward.events.backends.kafka._reader import stored_of
 from afterward.events.backends.kafka._settings import KafkaSettings
 
-__all__ = ["KafkaMember", "join"]
+__all__ = ["KafkaMember", "join", "start_member"]
 
 logger = logging.getLogger("afterward.events")
 
@@ -44,6 +44,20 @@ async def join(
     member = KafkaMember(settings, store, errors, group, topic)
     consumer = member.consumer = AIOKafkaConsumer(**settings.member_options(group))
     consumer.subscribe([settings.topic(topic)], listener=member)
+    await start_member(consumer, settings, errors, group)
+    member.raise_failure()
+    return member
+
+
+async def start_member(
+    consumer: AIOKafkaConsumer, settings: KafkaSettings, errors: DriverErrors, group: str
+) -> None:
+    """Start the consumer of a member of ``group``; returns once the group has assigned
+    it its partitions (bounded by twice the JoinGroup request timeout).
+
+    Raises:
+        BackendError: the join did not complete in time.
+    """
     request_ms = settings.join_request_ms
     try:
         # The deadline outside the error translation: a slow join is this group's
@@ -58,8 +72,6 @@ async def join(
             f"Kafka group {group!r} did not complete a join within {2 * request_ms} ms",
             backend="kafka",
         ) from exc
-    member.raise_failure()
-    return member
 
 
 class KafkaMember(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -27,7 +27,13 @@ _NO_STORE = (
 )
 
 #: The URL options that are whole numbers (the others are strings).
-_NUMBERS = ("partitions", "request_timeout_ms", "session_timeout_ms", "rebalance_timeout_ms")
+_NUMBERS = (
+    "partitions",
+    "queue_partitions",
+    "request_timeout_ms",
+    "session_timeout_ms",
+    "rebalance_timeout_ms",
+)
 _STRINGS = ("prefix", "client_id")
 
 
@@ -41,6 +47,8 @@ class KafkaSettings:
         store: the state store's URL (``store=``, decoded).
         prefix: prepended to every Kafka topic and group name.
         partitions: the partition count of the topics the bus creates.
+        queue_partitions: the partition count of the work queue topics it creates: at
+            most that many workers of one queue share it (the others stand by).
         request_timeout_ms: how long a request waits for an unreachable broker.
         session_timeout_ms: how long a silent group member keeps its partitions.
         rebalance_timeout_ms: how long a rebalance waits for the members to rejoin.
@@ -52,6 +60,7 @@ class KafkaSettings:
     store: str
     prefix: str = ""
     partitions: int = 4
+    queue_partitions: int = 16
     request_timeout_ms: int = 40_000
     session_timeout_ms: int = 10_000
     rebalance_timeout_ms: int = 60_000

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
 from afterward.events.backends.memory._log import HISTORY_LIMIT, MemoryLog, store_of, stored_of
 from afterward.events.backends.memory._queue import MemoryQueue
 
 __all__ = ["HISTORY_LIMIT", "MemoryLog", "MemoryQueue", "open_backend", "stored_of"]
 
 
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
     """The backend of a ``memory://`` URL: one store holds everything."""
     store = store_of(url)
     return Backend.of(MemoryLog(store), jobs=MemoryQueue(store))

@@ -1,6 +1,7 @@
 """The memory backend's work queue: the reference implementation of
-:class:`~afterward.events._protocols.WorkQueue` and
-:class:`~afterward.events._protocols.FailedJobStore`.
+:class:`~afterward.events._protocols.WorkQueue`,
+:class:`~afterward.events._protocols.FailedJobStore` and
+:class:`~afterward.events._work_queue.JobLedger`.
 
 Every job is one :class:`~._log.JobEntry` in the store, found by ID; a reservation
 scans the queue's entries (fine for a test double; the server backends index by state).
@@ -61,43 +62,82 @@ class MemoryQueue(ConnectContext):
                 entry = JobEntry(job, next(_seq), "delayed" if job.due > now else "ready")
                 self._store.jobs[job.id] = entry
 
-    def _catch_up(self, queue: str, now: float) -> None:
-        """Due jobs become ready; expired leases are ready again, or failed when that
-        delivery was the job's last try."""
-        for entry in self._store.jobs.values():
-            if entry.job.queue != queue:
-                continue
-            if entry.state == "delayed" and entry.job.due <= now:
+    @staticmethod
+    def _catch_up(entry: JobEntry, now: float) -> None:
+        """A due job becomes ready; an expired lease makes its job ready again, or
+        failed when that delivery was the job's last try."""
+        if entry.state == "delayed" and entry.job.due <= now:
+            entry.state = "ready"
+        elif entry.state == "running" and entry.lease_until <= now:
+            entry.worker = None
+            if entry.attempts >= entry.job.tries:
+                entry.state = "failed"
+                entry.failure = StoredFailedJob(
+                    entry.job,
+                    entry.attempts,
+                    worker_died(entry.attempts, entry.job.tries),
+                    "",
+                    datetime.now(UTC),
+                )
+            else:
                 entry.state = "ready"
-            elif entry.state == "running" and entry.lease_until <= now:
-                entry.worker = None
-                if entry.attempts >= entry.job.tries:
-                    entry.state = "failed"
-                    entry.failure = StoredFailedJob(
-                        entry.job,
-                        entry.attempts,
-                        worker_died(entry.attempts, entry.job.tries),
-                        "",
-                        datetime.now(UTC),
-                    )
-                else:
-                    entry.state = "ready"
 
-    async def reserve(self, queue: str, worker: str, limit: int, lease: float) -> list[Reservation]:
-        now = time.time()
-        self._catch_up(queue, now)
-        ready = [
-            e for e in self._store.jobs.values() if e.job.queue == queue and e.state == "ready"
-        ]
+    @staticmethod
+    def _lease(ready: list[JobEntry], worker: str, limit: int, until: float) -> list[Reservation]:
+        """Lease the best ``limit`` of ``ready`` to ``worker``, counting an attempt."""
         ready.sort(key=lambda e: (-e.job.priority, e.job.due, e.seq))
         taken = []
         for entry in ready[:limit]:
             entry.state = "running"
             entry.worker = worker
-            entry.lease_until = now + lease
+            entry.lease_until = until
             entry.attempts += 1
             taken.append(Reservation(entry.job, entry.attempts))
         return taken
+
+    async def reserve(self, queue: str, worker: str, limit: int, lease: float) -> list[Reservation]:
+        now = time.time()
+        mine = [e for e in self._store.jobs.values() if e.job.queue == queue]
+        for entry in mine:
+            self._catch_up(entry, now)
+        ready = [e for e in mine if e.state == "ready"]
+        return self._lease(ready, worker, limit, now + lease)
+
+    # -- the job ledger (a Kafka bus's job marks) -------------------------------------
+
+    async def claim(
+        self, queue: str, worker: str, job_ids: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Reservation], set[str]]:
+        now = time.time()
+        ready: list[JobEntry] = []
+        settled: set[str] = set()
+        for job_id in dict.fromkeys(job_ids):
+            entry = self._store.jobs.get(job_id)
+            if entry is None or entry.job.queue != queue:
+                settled.add(job_id)
+                continue
+            self._catch_up(entry, now)
+            if entry.state == "ready":
+                ready.append(entry)
+            elif entry.state != "running":
+                settled.add(job_id)
+        return self._lease(ready, worker, limit, now + lease), settled
+
+    async def due_delayed(self, queue: str, limit: int) -> list[QueuedJob]:
+        now = time.time()
+        due = [
+            e.job
+            for e in self._store.jobs.values()
+            if e.job.queue == queue and e.state == "delayed" and e.job.due <= now
+        ]
+        return sorted(due, key=lambda job: job.due)[:limit]
+
+    async def mark_ready(self, queue: str, job_ids: Sequence[str]) -> None:
+        now = time.time()
+        for job_id in job_ids:
+            entry = self._store.jobs.get(job_id)
+            if entry is not None and entry.job.queue == queue and entry.state == "delayed":
+                self._catch_up(entry, now)  # ready when due (a retried job may not be)
 
     async def extend(
         self, queue: str, worker: str, job_ids: Sequence[str], lease: float

@@ -6,18 +6,22 @@ buses and nothing outside the prefix is touched:
 - ``stream:<topic>``: the topic's log, one stream (one partition). Entry IDs are dense,
   ``0-<offset + 1>`` (appended as ``0-*``: Redis numbers them), so an offset maps to a
   stream ID without an index, ``XRANGE`` reads from any position (``tail``,
-  ``offsets_for_time``) and ``XLEN`` is the end offset (entries are never deleted).
-  An entry is a CloudEvent in binary mode (:mod:`afterward.events._wire`): the
-  attributes as fields (``ce_id``, ``ce_type``...), ``key``, and the value in ``data``.
-  Other clients add entries the same way, with ``XADD <stream> 0-* ...``; one added with
-  an automatic ID (``*``) is *adopted*: deleted and added again with ``0-*`` (same fields,
-  same order) by the next append or read that meets it (``adopt.lua``), and consumer
-  groups that were handed it read the copy. Each afterward group consuming the topic is
-  a Redis consumer group of that stream, named like the group (``XINFO GROUPS``).
+  ``offsets_for_time``) and the newest entry's offset plus one is the end offset
+  (retention trims the oldest entries with ``XTRIM MINID`` and always keeps the newest,
+  see ``_retention.py``). An entry is a CloudEvent in binary mode
+  (:mod:`afterward.events._wire`): the attributes as fields (``ce_id``, ``ce_type``...),
+  ``key``, and the value in ``data``. Other clients add entries the same way, with
+  ``XADD <stream> 0-* ...``; one added with an automatic ID (``*``) is *adopted*: deleted
+  and added again with ``0-*`` (same fields, same order) by the next append or read that
+  meets it (``adopt.lua``), and consumer groups that were handed it read the copy. Each
+  afterward group consuming the topic is a Redis consumer group of that stream, named
+  like the group (``XINFO GROUPS`` shows it).
 - ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
   what ``positions`` and the lag read; commits keep it in step with the consumer group.
 - ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the
-  highest processed version per key; ``groups``: registered (group, topic) pairs.
+  highest processed version per key; ``done-log:<topic>:<group>``: the group's commits
+  on the topic, each its done items after the server's time (what retention prunes
+  those two by); ``groups``: registered (group, topic) pairs.
 - ``claim:<topic>:<group>``: the member consuming the group on the topic, with a TTL
   (the bus's ``claim_ttl``, see below).
 - ``dlq`` (sorted by failure time) and ``dlq:<id>``: dead letters.
@@ -66,7 +70,8 @@ Redis Cluster put the whole bus in one hash slot with a braced prefix
 
 The code: ``_log.py`` (:class:`RedisLog`), ``_member.py`` (a consumer group member),
 ``_client.py`` (the clients per event loop and error translation), ``_codec.py`` (keys and
-encodings, no I/O), ``_queue.py`` (:class:`RedisQueue`) and ``_queue_codec.py`` (its keys
+encodings, no I/O), ``_retention.py`` (trimming, pruning and storage sizes),
+``_queue.py`` (:class:`RedisQueue`) and ``_queue_codec.py`` (its keys
 and encodings), ``_scripts.py`` and ``scripts/*.lua`` (the Lua).
 """
 
@@ -75,14 +80,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
 from afterward.events.backends.redis._log import RedisLog
 from afterward.events.backends.redis._queue import RedisQueue
 
 __all__ = ["RedisLog", "RedisQueue", "open_backend"]
 
 
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
     """The backend of a ``redis://`` URL: the log is its own state store, and the work
     queue shares its clients.
 

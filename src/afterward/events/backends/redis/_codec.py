@@ -87,9 +87,20 @@ class Keys:
         """The group's highest processed version per key of the topic."""
         return f"{self.prefix}ver:{topic}:{group}"
 
+    def done_log(self, topic: str, group: str) -> str:
+        """The group's commits on the topic, oldest first (a list of ``<server time>
+        <done items as JSON>``): what retention prunes processed IDs and versions by."""
+        return f"{self.prefix}done-log:{topic}:{group}"
+
     def state(self, group: str, topic: str) -> list[str]:
-        """The position hash, processed IDs and key versions (the commit scripts' KEYS)."""
-        return [self.pos(topic, group), self.done(group), self.ver(topic, group)]
+        """The position hash, processed IDs, key versions and the commit log (the first
+        KEYS of the commit and rewind scripts)."""
+        return [
+            self.pos(topic, group),
+            self.done(group),
+            self.ver(topic, group),
+            self.done_log(topic, group),
+        ]
 
     def batches(self, topic: str, group: str) -> str:
         """The last batch begun per partition (hash partition -> ``start:end``)."""

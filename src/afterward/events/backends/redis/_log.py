@@ -22,6 +22,7 @@ from afterward.events._records import (
 from afterward.events.backends.redis import _codec, _scripts
 from afterward.events.backends.redis._client import RedisClients
 from afterward.events.backends.redis._member import RedisMember
+from afterward.events.backends.redis._retention import RedisRetention, end_offset, first_at
 
 __all__ = ["RedisLog"]
 
@@ -29,9 +30,9 @@ __all__ = ["RedisLog"]
 _CHUNK = 1000
 
 
-class RedisLog(ConnectContext):
-    """An event log on Redis Streams, its own state store and a ``GroupLog``. See
-    :mod:`afterward.events.backends.redis`.
+class RedisLog(ConnectContext, RedisRetention):
+    """An event log on Redis Streams, its own state store and a ``GroupLog``, pruned
+    by retention (:mod:`._retention`). See :mod:`afterward.events.backends.redis`.
 
     Args:
         url: ``redis://[user:password@]host:port/db[?prefix=...]`` (``rediss://`` for
@@ -107,34 +108,23 @@ class RedisLog(ConnectContext):
         return [_codec.event(topic, entry_id, fields) for entry_id, fields in entries]
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
-        """``{0: XLEN}``; ``{}`` when the stream does not exist."""
-        # Entries are never deleted, so the length is the end offset.
-        stream = self._keys.stream(topic)
+        """``{0: the newest entry's offset + 1}``; ``{}`` when the stream does not exist."""
+        # Not XLEN: retention trims the oldest entries, and offsets go on after them.
         async with self._errors(f"reading the end of {topic!r}"):
-            client = self._clients.get()
-            end = await client.xlen(stream)
-            if not end and not await client.exists(stream):
-                return {}
-        return {0: int(end)}
+            end = await end_offset(self._clients.get(), self._keys.stream(topic))
+        return {} if end is None else {0: end}
 
     async def offsets_for_time(self, topic: str, since: datetime) -> dict[int, int]:
         """The first offset at or after ``since``, by binary search."""
-        # Offsets are dense, so a binary search of single-entry XRANGEs finds the first
-        # event at or after ``since`` in O(log n) round trips.
-        target = since.timestamp()
-        stream = self._keys.stream(topic)
+        # Offsets are dense from the oldest kept, so a binary search of single-entry
+        # XRANGEs finds the first event at or after ``since`` in O(log n) round trips.
+        start = (await self.first_offsets(topic)).get(0, 0)
+        end = (await self.end_offsets(topic)).get(0, 0)
         async with self._errors(f"searching {topic!r} by time"):
-            client = self._clients.get()
-            low, high = 0, (await self.end_offsets(topic)).get(0, 0)
-            while low < high:
-                middle = (low + high) // 2
-                at = _codec.stream_id(middle)
-                entry: Any = await client.xrange(stream, min=at, max=at, count=1)
-                if entry and _codec.time_of(entry[0][1]) >= target:
-                    high = middle
-                else:
-                    low = middle + 1
-        return {0: low}
+            found = await first_at(
+                self._clients.get(), self._keys.stream(topic), since.timestamp(), start, end
+            )
+        return {0: found}
 
     # -- groups -----------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """:class:`RedisQueue`: the work queue and the failed-jobs store on Redis.
 
-Every write is one Lua script (``scripts/queue_*.lua``, sharing ``_queue_lib.lua``), so
-it is atomic however many workers on however many machines share the queue; the keys
-and encodings are in ``_queue_codec.py``, the layout in
+It is also a :class:`~afterward.events._work_queue.JobLedger` (``claim``,
+``due_delayed``, ``mark_ready``): the per-job marks of a Kafka bus whose state store is
+this Redis. Every write is one Lua script (``scripts/queue_*.lua``, sharing
+``_queue_lib.lua``), so it is atomic however many workers on however many machines
+share the queue; the keys and encodings are in ``_queue_codec.py``, the layout in
 :mod:`afterward.events.backends.redis`.
 
 Clocks: due times arrive as POSIX seconds from the dispatching (or retrying) machine's
@@ -85,11 +87,43 @@ class RedisQueue(ConnectContext):
             BATCH,
             codec.DIED,
         )
-        taken = [
-            Reservation(codec.job(rows[i + 1 : i + 6], rows[i].decode(), queue), int(rows[i + 6]))
-            for i in range(0, len(rows), 7)
+        return int(made_due), int(expired), _reservations(rows, queue)
+
+    async def claim(
+        self, queue: str, worker: str, job_ids: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Reservation], set[str]]:
+        """:meth:`reserve` among ``job_ids`` only (a Kafka bus's job marks: see
+        :class:`~afterward.events._work_queue.JobLedger`)."""
+        if not job_ids:
+            return [], set()
+        keys = list(self._keys.of(queue))
+        count, *rows = await self._run(
+            f"leasing jobs of {queue!r} by ID",
+            _scripts.QUEUE_CLAIM,
+            keys,
+            queue,
+            worker,
+            limit,
+            repr(lease),
+            codec.DIED,
+            *job_ids,
+        )
+        settled = {job_id.decode() for job_id in rows[:count]}
+        return _reservations(rows[count:], queue), settled
+
+    async def due_delayed(self, queue: str, limit: int) -> list[QueuedJob]:
+        delayed = self._keys.of(queue).delayed
+        doing = f"reading the due jobs of {queue!r}"
+        rows = await self._run(doing, _scripts.QUEUE_DUE, [delayed], queue, limit)
+        return [
+            codec.job(rows[i + 1 : i + 6], rows[i].decode(), queue) for i in range(0, len(rows), 6)
         ]
-        return int(made_due), int(expired), taken
+
+    async def mark_ready(self, queue: str, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            delayed = self._keys.of(queue).delayed
+            doing = f"making due jobs of {queue!r} ready"
+            await self._run(doing, _scripts.QUEUE_MARK_READY, [delayed], queue, *job_ids)
 
     async def extend(
         self, queue: str, worker: str, job_ids: Sequence[str], lease: float
@@ -194,3 +228,11 @@ class RedisQueue(ConnectContext):
     async def delete_failed_job(self, job_id: str) -> bool:
         keys = [self._keys.queues]
         return bool(await self._run("deleting a failed job", _scripts.QUEUE_DELETE, keys, job_id))
+
+
+def _reservations(rows: Sequence[Any], queue: str) -> list[Reservation]:
+    """The reservations of a script's reply: per job, its ID, five fields, its attempt."""
+    return [
+        Reservation(codec.job(rows[i + 1 : i + 6], rows[i].decode(), queue), int(rows[i + 6]))
+        for i in range(0, len(rows), 7)
+    ]

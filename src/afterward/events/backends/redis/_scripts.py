@@ -39,11 +39,14 @@ __all__ = [
     "MEMBER_COMMIT",
     "PROCESSED",
     "QUEUE_ACK",
+    "QUEUE_CLAIM",
     "QUEUE_DELETE",
     "QUEUE_DEPTH",
+    "QUEUE_DUE",
     "QUEUE_ENQUEUE",
     "QUEUE_EXTEND",
     "QUEUE_FAIL",
+    "QUEUE_MARK_READY",
     "QUEUE_RELEASE",
     "QUEUE_REQUEUE",
     "QUEUE_RESERVE",
@@ -53,6 +56,7 @@ __all__ = [
     "REWIND",
     "SCRIPTS",
     "TAKE_OVER",
+    "TRIM_STATE",
     "Script",
     "load",
     "run",
@@ -113,6 +117,7 @@ LEAVE = load("leave")
 BEGIN_BATCH = load("begin_batch")
 ADD_SCHEMA = load("add_schema")
 ADOPT = load("adopt")
+TRIM_STATE = load("trim_state")
 
 # The work queue (``_queue.py``), each sharing ``_queue_lib.lua``.
 QUEUE_ACK = load("queue_ack")
@@ -125,6 +130,10 @@ QUEUE_RELEASE = load("queue_release")
 QUEUE_REQUEUE = load("queue_requeue")
 QUEUE_RESERVE = load("queue_reserve")
 QUEUE_RETRY = load("queue_retry")
+# A Kafka bus's job marks (``JobLedger``), on the same layout.
+QUEUE_CLAIM = load("queue_claim")
+QUEUE_DUE = load("queue_due")
+QUEUE_MARK_READY = load("queue_mark_ready")
 
 #: Every script, by name.
 SCRIPTS: dict[str, Script] = {
@@ -144,6 +153,7 @@ SCRIPTS: dict[str, Script] = {
         BEGIN_BATCH,
         ADD_SCHEMA,
         ADOPT,
+        TRIM_STATE,
         QUEUE_ACK,
         QUEUE_DELETE,
         QUEUE_DEPTH,
@@ -154,6 +164,9 @@ SCRIPTS: dict[str, Script] = {
         QUEUE_REQUEUE,
         QUEUE_RESERVE,
         QUEUE_RETRY,
+        QUEUE_CLAIM,
+        QUEUE_DUE,
+        QUEUE_MARK_READY,
     )
 }
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import StateStore
 from afterward.events.backends.sqlite._db import path_of
 from afterward.events.backends.sqlite._log import SQLiteLog
 from afterward.events.backends.sqlite._queue import SQLiteQueue
@@ -31,7 +30,7 @@ from afterward.events.backends.sqlite._queue import SQLiteQueue
 __all__ = ["SQLiteLog", "SQLiteQueue", "open_backend", "path_of"]
 
 
-def open_backend(url: str, open_store: Callable[[str], StateStore]) -> Backend:
+def open_backend(url: str, open_store: Callable[[str], Backend]) -> Backend:
     """The backend of a ``sqlite://`` URL: the file holds the log, its state and the
     work queue."""
     log = SQLiteLog(url)

@@ -2,6 +2,9 @@
 connection (writes run in a ``BEGIN IMMEDIATE`` transaction, so a reservation is one
 atomic write however many worker processes share the file).
 
+The per-ID primitives (:func:`claim`, :func:`due_delayed`, :func:`mark_ready`) make the
+table the job ledger of a Kafka bus whose state store is this file.
+
 A row's ``state`` is ``delayed`` (``due`` in the future), ``ready``, ``running`` (leased
 to ``worker`` until ``lease_until``) or ``failed``. Partial indexes keep each lookup a
 range scan: ready jobs by priority then order, delayed ones by due time, running ones
@@ -27,13 +30,16 @@ from afterward.events._records import (
 __all__ = [
     "JOBS_SCHEMA",
     "ack",
+    "claim",
     "delete_failed",
     "depth",
+    "due_delayed",
     "enqueue",
     "extend",
     "fail",
     "failed_job",
     "failed_jobs",
+    "mark_ready",
     "release",
     "requeue_failed",
     "reserve",
@@ -60,7 +66,7 @@ _COLUMNS = "seq, queue, id, payload, due, priority, tries, cid, attempts"
 
 
 def _job(row: Sequence[Any]) -> QueuedJob:
-    _, queue, id_, payload, due, priority, tries, cid, _ = row
+    _, queue, id_, payload, due, priority, tries, cid, _ = row[:9]
     return QueuedJob(id_, queue, payload, due, priority, tries, cid)
 
 
@@ -100,16 +106,21 @@ def _catch_up(conn: sqlite3.Connection, queue: str, now: float) -> None:
         (queue, now),
     ).fetchall()
     for seq, attempts, tries in expired:
-        if attempts >= tries:
-            conn.execute(
-                "UPDATE afterward_jobs SET state = 'failed', worker = NULL, error = ?, "
-                "traceback = '', failed_at = ? WHERE seq = ?",
-                (worker_died(attempts, tries), now, seq),
-            )
-        else:
-            conn.execute(
-                "UPDATE afterward_jobs SET state = 'ready', worker = NULL WHERE seq = ?", (seq,)
-            )
+        _expire(conn, seq, attempts, tries, now)
+
+
+def _expire(conn: sqlite3.Connection, seq: int, attempts: int, tries: int, now: float) -> bool:
+    """A lease ran out: the job is ready again, or failed (returns true) when that
+    delivery was its last try."""
+    if attempts >= tries:
+        conn.execute(
+            "UPDATE afterward_jobs SET state = 'failed', worker = NULL, error = ?, "
+            "traceback = '', failed_at = ? WHERE seq = ?",
+            (worker_died(attempts, tries), now, seq),
+        )
+        return True
+    conn.execute("UPDATE afterward_jobs SET state = 'ready', worker = NULL WHERE seq = ?", (seq,))
+    return False
 
 
 def reserve(
@@ -123,12 +134,76 @@ def reserve(
         "ORDER BY priority DESC, due, seq LIMIT ?",
         (queue, limit),
     ).fetchall()
+    return _lease(conn, rows, worker, now + lease)
+
+
+def _lease(
+    conn: sqlite3.Connection, rows: Sequence[Sequence[Any]], worker: str, until: float
+) -> list[Reservation]:
+    """Lease the jobs of ``rows`` (``_COLUMNS``) to ``worker``, counting an attempt."""
     conn.executemany(
         "UPDATE afterward_jobs SET state = 'running', worker = ?, lease_until = ?, "
         "attempts = attempts + 1 WHERE seq = ?",
-        [(worker, now + lease, row[0]) for row in rows],
+        [(worker, until, row[0]) for row in rows],
     )
-    return [Reservation(_job(row), row[-1] + 1) for row in rows]
+    return [Reservation(_job(row), row[8] + 1) for row in rows]
+
+
+def claim(
+    conn: sqlite3.Connection,
+    queue: str,
+    worker: str,
+    job_ids: Sequence[str],
+    limit: int,
+    lease: float,
+) -> tuple[list[Reservation], set[str]]:
+    """Lease up to ``limit`` of ``job_ids`` (ready, due, or with an expired lease) to
+    ``worker``; also return the IDs gone, failed or delayed until later."""
+    now = time.time()
+    rows: list[Sequence[Any]] = []
+    unique = list(dict.fromkeys(job_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows += conn.execute(
+            f"SELECT {_COLUMNS}, state, lease_until FROM afterward_jobs WHERE queue = ? "
+            f"AND id IN ({', '.join('?' * len(chunk))})",
+            (queue, *chunk),
+        ).fetchall()
+    settled = set(unique) - {row[2] for row in rows}  # done: acknowledged
+    free = []
+    for row in rows:
+        state, lease_until, due = row[9], row[10], row[4]
+        if state == "running" and lease_until <= now:
+            if _expire(conn, row[0], row[8], row[6], now):
+                settled.add(row[2])
+                continue
+            state = "ready"
+        if state == "failed" or (state == "delayed" and due > now):
+            settled.add(row[2])
+        elif state != "running":
+            free.append(row)
+    free.sort(key=lambda row: (-row[5], row[4], row[0]))
+    return _lease(conn, free[:limit], worker, now + lease), settled
+
+
+def due_delayed(conn: sqlite3.Connection, queue: str, limit: int) -> list[QueuedJob]:
+    """Delayed jobs whose due time came, earliest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM afterward_jobs WHERE queue = ? AND state = 'delayed' "
+        "AND due <= ? ORDER BY due LIMIT ?",
+        (queue, time.time(), limit),
+    )
+    return [_job(row) for row in rows]
+
+
+def mark_ready(conn: sqlite3.Connection, queue: str, job_ids: Sequence[str]) -> None:
+    """Delayed jobs due by now become ready (a job retried meanwhile stays delayed)."""
+    now = time.time()
+    conn.executemany(
+        "UPDATE afterward_jobs SET state = 'ready' "
+        "WHERE queue = ? AND id = ? AND state = 'delayed' AND due <= ?",
+        [(queue, job_id, now) for job_id in job_ids],
+    )
 
 
 _HELD = "queue = ? AND id = ? AND state = 'running' AND worker = ?"

@@ -1,6 +1,8 @@
 """The SQLite work queue: :class:`SQLiteQueue`, on the same file (and thread) as the log.
 
-Each primitive is one function of :mod:`._jobs` run by :class:`~._db.SQLiteFile`.
+Each primitive is one function of :mod:`._jobs` run by :class:`~._db.SQLiteFile`. It is
+also a :class:`~afterward.events._work_queue.JobLedger`: the per-job marks of a Kafka
+bus whose state store is this file.
 """
 
 from __future__ import annotations
@@ -73,6 +75,25 @@ class SQLiteQueue(ConnectContext):
         await self._db.run(
             _call(_jobs.release, queue=queue, worker=worker, job_ids=job_ids), write=True
         )
+
+    async def claim(
+        self, queue: str, worker: str, job_ids: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Reservation], set[str]]:
+        if not job_ids:
+            return [], set()
+        return await self._db.run(
+            _call(
+                _jobs.claim, queue=queue, worker=worker, job_ids=job_ids, limit=limit, lease=lease
+            ),
+            write=True,
+        )
+
+    async def due_delayed(self, queue: str, limit: int) -> list[QueuedJob]:
+        return await self._db.run(_call(_jobs.due_delayed, queue=queue, limit=limit))
+
+    async def mark_ready(self, queue: str, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            await self._db.run(_call(_jobs.mark_ready, queue=queue, job_ids=job_ids), write=True)
 
     async def depth(self, queue: str | None) -> dict[str, QueueDepth]:
         return await self._db.run(_call(_jobs.depth, queue=queue))

@@ -70,3 +70,20 @@ local function drop_failed(id)
   redis.call('DEL', key)
   return true
 end
+
+-- Lease the ready job of ready-set member ``member`` (``<rank>|<id>``, popped already)
+-- to ``worker`` until ``deadline`` in the ``running`` set, counting its attempt; append
+-- id, payload, due, priority, tries, correlation ID and attempt to ``reply``. A member
+-- whose hash is gone is skipped.
+local function lease_member(member, worker, running, deadline, reply)
+  local id = string.sub(member, string.find(member, '|', 1, true) + 1)
+  local key = job_key(id)
+  local f = redis.call('HMGET', key, 'payload', 'due', 'priority', 'tries', 'cid')
+  if not f[1] then return end
+  local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'state', 'running', 'worker', worker)
+  redis.call('ZADD', running, deadline, id)
+  reply[#reply + 1] = id
+  for j = 1, 5 do reply[#reply + 1] = f[j] end
+  reply[#reply + 1] = attempt
+end

@@ -41,17 +41,6 @@ local reply = {#due, #expired}
 local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[4]))
 local deadline = score(clock + tonumber(ARGV[5]))
 for i = 1, #popped, 2 do
-  local member = popped[i]
-  local id = string.sub(member, string.find(member, '|', 1, true) + 1)
-  local key = job_key(id)
-  local f = redis.call('HMGET', key, 'payload', 'due', 'priority', 'tries', 'cid')
-  if f[1] then
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'state', 'running', 'worker', worker)
-    redis.call('ZADD', KEYS[3], deadline, id)
-    reply[#reply + 1] = id
-    for j = 1, 5 do reply[#reply + 1] = f[j] end
-    reply[#reply + 1] = attempt
-  end
+  lease_member(popped[i], worker, KEYS[3], deadline, reply)
 end
 return reply
