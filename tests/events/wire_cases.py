@@ -9,7 +9,14 @@ from datetime import datetime
 from afterward import correlate
 from afterward.events import Event, EventBus
 
-__all__ = ["DATA", "FOREIGN_CLOUDEVENT", "FOREIGN_TIME", "check_attributes", "publish_full"]
+__all__ = [
+    "DATA",
+    "FOREIGN_CLOUDEVENT",
+    "FOREIGN_TIME",
+    "check_attributes",
+    "check_foreign",
+    "publish_full",
+]
 
 #: The data of :func:`publish_full`'s event (not ASCII: UTF-8 on the wire).
 DATA = {"order_id": 7, "note": "café"}
@@ -50,3 +57,20 @@ def check_attributes(event: Event, found: dict[str, str]) -> None:
         "content-type": "application/json",
         "x-tenant": "acme",
     }
+
+
+async def check_foreign(bus: EventBus, seen: list[Event]) -> None:
+    """After a drain of group ``billing`` on ``order.completed`` that saw ``seen``: the
+    foreign CloudEvent kept its attributes, the garbage at offset 3 (header ``x-from``)
+    is the one dead letter, and nothing is left to handle."""
+    [cloud] = [e for e in seen if e.id == "java-42"]
+    assert (cloud.key, cloud.correlation_id) == ("order-7", "flow-9")
+    assert cloud.occurred_at == FOREIGN_TIME
+    [letter] = bus.dead_letters()
+    assert "not UTF-8" in letter.error and letter.group == "billing"
+    # What it shows says where it sat and who wrote it.
+    assert (letter.event.id, letter.event.headers) == (
+        "order.completed:0:3",
+        {"x-from": "a-bad-producer"},
+    )
+    assert await bus.lag() == {"billing": {"order.completed": 0}}
