@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 import pytest
@@ -16,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from afterward import correlate
 from afterward.cli import main
+from afterward.cli._worker import startup_line
 from afterward.events import EventBus
 from afterward.jobs import unregister_connection
 from tests.cli import shop_app
@@ -340,12 +342,12 @@ def test_a_busy_port_is_one_line() -> None:
 def test_an_unreachable_kafka_broker_is_one_line_from_the_installed_script(
     tmp_path: Path,
 ) -> None:
+    store = quote(f"sqlite:///{tmp_path / 'state.db'}", safe="")
     run = subprocess.run(
-        [AFTERWARD, "events", "lag", "--bus", "kafka://127.0.0.1:1"],
+        [AFTERWARD, "events", "lag", "--bus", f"kafka://127.0.0.1:1?store={store}"],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,  # the Kafka backend's default state store is a SQLite file in the cwd
     )
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
@@ -375,3 +377,12 @@ def test_the_installed_script(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.strip() == "Error: no dead letter with ID 'nope'"
+
+
+def test_consume_names_a_kafka_bus_s_state_store() -> None:
+    store = "sqlite:///var/lib/shop/kafka-state.db"
+    bus = EventBus(f"kafka://127.0.0.1:9092?store={quote(store, safe='')}")
+    line = startup_line(bus, ("billing",))
+    assert line.startswith("consuming on kafka://127.0.0.1:9092") and "groups billing" in line
+    assert f"state store {store} (every consumer of a group must use this one)" in line
+    assert "state store" not in startup_line(EventBus("memory://"), ())

@@ -10,11 +10,13 @@ from afterward import ConfigError
 from afterward.events._backend import Backend
 from afterward.events.backends.kafka import KafkaSettings, open_backend
 
+STORE = quote("sqlite:///var/lib/shop/kafka-state.db", safe="")
+
 
 def test_defaults() -> None:
-    settings = KafkaSettings.parse("kafka://127.0.0.1:9092")
+    settings = KafkaSettings.parse(f"kafka://127.0.0.1:9092?store={STORE}")
     assert settings.bootstrap == "127.0.0.1:9092"
-    assert settings.store == "sqlite:///afterward.db"
+    assert settings.store == "sqlite:///var/lib/shop/kafka-state.db"
     assert (settings.prefix, settings.partitions, settings.client_id) == ("", 4, "afterward")
     assert settings.queue_partitions == 16
     assert (
@@ -49,7 +51,7 @@ def test_every_option() -> None:
 
 
 def test_client_options_may_be_overridden() -> None:
-    settings = KafkaSettings.parse("kafka://h:1?request_timeout_ms=7")
+    settings = KafkaSettings.parse(f"kafka://h:1?request_timeout_ms=7&store={STORE}")
     assert settings.client_options(request_timeout_ms=9, acks="all") == {
         "bootstrap_servers": "h:1",
         "client_id": "afterward",
@@ -72,6 +74,9 @@ def test_client_options_may_be_overridden() -> None:
         ("kafka://h:1?unknown=1&other=2", "['other', 'unknown']"),
         ("kafka://h:1?store=kafka://h:2", "cannot be Kafka itself"),
         ("kafka://h:1?store=KAFKA://h:2", "cannot be Kafka itself"),
+        # No default store: a file in the working directory would split a group.
+        ("kafka://h:1", "store=<URL-encoded URL>"),
+        ("kafka://h:1?partitions=2&store=", "There is no default"),
     ],
 )
 def test_bad_urls(url: str, says: str) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from afterward.events._backend import Backend
-from afterward.events._protocols import EventLog, Log, PositionsAtOnce, StateStore
+from afterward.events._protocols import ClusterLog, EventLog, Log, PositionsAtOnce, StateStore
 from afterward.events._records import AppendRecord, Attempt, Done, StoredDeadLetter, StoredEvent
 from afterward.events.backends import open_backend
 from tests.events.backends import record
@@ -194,5 +194,10 @@ async def test_count_attempt_counts_per_group_and_event(backend: Backend) -> Non
 
 
 async def test_a_state_store_binds_to_one_cluster(backend: Backend) -> None:
-    assert await backend.state.bind_cluster("cluster-a") == "cluster-a"
-    assert await backend.state.bind_cluster("cluster-b") == "cluster-a"  # the first stays
+    # A store kept apart from a log that knows its cluster (Kafka) was bound at connect.
+    log = backend.log
+    first = "cluster-a"
+    if backend.separate and isinstance(log, ClusterLog):
+        first = await log.cluster_id()
+    assert await backend.state.bind_cluster("cluster-a") == first
+    assert await backend.state.bind_cluster("cluster-b") == first  # the first stays

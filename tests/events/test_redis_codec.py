@@ -208,3 +208,10 @@ def test_scripts_load_without_an_installed_wheel(tmp_path: Path, where: str) -> 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(path))
+
+
+def test_packed_fields_come_back_byte_for_byte() -> None:
+    # fetch.lua packs an entry's fields into one string: "<len>,<len>...\n" + the fields.
+    fields = [b"ce_id", b"e,1\n", b"data", b"\xff\x00\n,", b"empty", b""]
+    sizes = ",".join(str(len(f)) for f in fields).encode()
+    assert _codec.unpack_fields(sizes + b"\n" + b"".join(fields)) == fields

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import click
 
@@ -22,7 +23,7 @@ from afterward.cli._probes import Probes, probe_options
 from afterward.cli._serve import url_of
 from afterward.events import EventBus, QueueDepth
 
-__all__ = ["consume", "worker"]
+__all__ = ["consume", "startup_line", "worker"]
 
 
 async def _serve(
@@ -167,6 +168,17 @@ def _load_bus(target: str) -> EventBus:
     return found
 
 
+def startup_line(bus: EventBus, groups: tuple[str, ...]) -> str:
+    """What ``consume`` says first: the bus, the groups and, for a bus whose state lives
+    apart (Kafka's ``store=``), that state store, which every consumer of a group must
+    share."""
+    line = f"consuming on {bus.url}: groups {', '.join(groups) or 'all'}"
+    store = dict(parse_qsl(urlsplit(bus.url).query)).get("store")
+    if bus.url.lower().startswith("kafka:") and store:
+        line += f"; state store {store} (every consumer of a group must use this one)"
+    return line
+
+
 @click.command()
 @click.argument("app")
 @click.option("--group", "-g", "groups", multiple=True, help="Only these groups (repeatable).")
@@ -181,7 +193,7 @@ def consume(app: str, groups: tuple[str, ...], health_port: int | None, health_h
         afterward consume shop.events:bus --group billing --health-port 8081
     """
     bus = _load_bus(app)
-    click.echo(f"consuming on {bus.url}: groups {', '.join(groups) or 'all'}", err=True)
+    click.echo(startup_line(bus, groups), err=True)
     # Readiness reads the groups' positions and the topics' ends: the log and the state.
     probes = _probes(bus, bus.lag, health_host, health_port)
     asyncio.run(_serve(bus, bus.run(list(groups) or None), bus.stop, probes))

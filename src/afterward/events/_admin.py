@@ -17,7 +17,7 @@ from afterward.events._protocols import PositionsAtOnce
 from afterward.events._prune import reach_warning
 from afterward.events._records import Attempt, Done, StoredDeadLetter
 from afterward.events._subscription import check_group
-from afterward.events._wire import UndecodableRecord, decode_stored, record_of
+from afterward.events._wire import UndecodableRecord, decode_stored, record_of, stand_in
 
 __all__ = ["Operating", "discard_dead_letter"]
 
@@ -31,16 +31,10 @@ def _check_id(value: object, what: str = "dead letter ID") -> str:
 def _event_of(letter: StoredDeadLetter) -> Event:
     """The letter's event, or a stand-in holding the record's text when it cannot be read
     (its ID where the record sat)."""
-    record = letter.record
     try:
-        return decode_stored(record, attempt=letter.attempts)
+        return decode_stored(letter.record, attempt=letter.attempts)
     except UndecodableRecord:
-        return Event(
-            id=f"{record.topic}:{record.partition}:{record.offset}",
-            topic=record.topic,
-            data=record.value.decode(errors="replace"),
-            attempt=letter.attempts,
-        )
+        return stand_in(letter.record, attempt=letter.attempts)
 
 
 async def discard_dead_letter(core: BusCore, dead_letter_id: str) -> None:

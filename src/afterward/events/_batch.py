@@ -27,7 +27,7 @@ from afterward.events._handler import attempt_of, error_text, run_batch_handler,
 from afterward.events._protocols import Member
 from afterward.events._records import Attempt, Done, StoredDeadLetter, StoredEvent
 from afterward.events._subscription import Subscription
-from afterward.events._wire import UndecodableRecord, decode_stored, self_describing
+from afterward.events._wire import UndecodableRecord, decode_stored, self_describing, stand_in
 
 __all__ = ["add_dead_letter", "process_batch", "unwrap"]
 
@@ -236,8 +236,7 @@ async def process_batch(
     for record, why in poison:
         # Retrying cannot change the bytes: a record that cannot be read is a dead letter
         # at once, and the group moves on past it.
-        stand_in = Event(f"{record.topic}:{record.partition}:{record.offset}", record.topic, None)
-        await batch.dead_letter(record, stand_in, f"UndecodableRecord: {why}", "", 0)
+        await batch.dead_letter(record, stand_in(record), f"UndecodableRecord: {why}", "", 0)
     keys = list({e.key for _, e in events if e.key is not None and e.version is not None})
     if keys:
         batch.versions = await state.key_versions(sub.group, sub.topic, keys)

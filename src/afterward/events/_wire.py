@@ -53,6 +53,7 @@ __all__ = [
     "pack_headers",
     "record_of",
     "self_describing",
+    "stand_in",
     "unpack_headers",
 ]
 
@@ -284,6 +285,22 @@ def _from_structured(
         headers=headers,
         traceparent=_optional_text(envelope.get("traceparent")),
         tracestate=_optional_text(envelope.get("tracestate")),
+    )
+
+
+def stand_in(stored: StoredEvent, *, attempt: int = 1) -> Event:
+    """The event shown for a record that cannot be read (a dead letter's): its ID where
+    it sat, its key and headers with the bytes that are not UTF-8 replaced, its
+    CloudEvents attributes (``ce_source`` says who wrote it) among those headers, and
+    its value as text."""
+    key = stored.key
+    return Event(
+        id=f"{stored.topic}:{stored.partition}:{stored.offset}",
+        topic=stored.topic,
+        data=stored.value.decode(errors="replace"),
+        key=key.decode(errors="replace") if isinstance(key, bytes) else key,
+        headers={name: raw.decode(errors="replace") for name, raw in stored.headers},
+        attempt=attempt,
     )
 
 

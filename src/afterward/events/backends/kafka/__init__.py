@@ -5,10 +5,10 @@ What lives where:
 - **Events** are Kafka records on the topic of the same name (after the optional
   ``prefix``): the event key is the record key, so per-key order is partition order
   (Kafka's murmur2 partitioner; a keyless event is placed by the hash of its ID, so a
-  producer retrying the same ``id=`` lands on the same partition). The value is the JSON
-  envelope; the event ID and timestamp also travel as headers (``afterward-id``,
-  ``afterward-occurred-at``) for tools that do not parse values. Missing topics are
-  created with ``partitions`` partitions (4 by default).
+  producer retrying the same ``id=`` lands on the same partition). A record is a
+  CloudEvent in binary content mode (:mod:`afterward.events._wire`, ``docs/wire.md``):
+  the value is the event's data as JSON, the attributes are ``ce_*`` headers. Missing
+  topics are created with ``partitions`` partitions (4 by default).
 - **Consumer groups** are Kafka consumer groups named like the afterward group: the
   broker shares a topic's partitions among the processes consuming it and rebalances
   as they come and go (:meth:`KafkaLog.join`, :mod:`._member`). A member losing a
@@ -16,7 +16,9 @@ What lives where:
   ``session_timeout_ms``.
 - **Positions, processed IDs, key versions and dead letters** live in a *state store*:
   any other afterward backend URL, given as ``store=`` (``redis://...`` for several
-  machines; the default, ``sqlite:///afterward.db``, suits one machine). A batch's
+  machines, ``sqlite:///path`` for one). There is no default: a SQLite file in the
+  working directory would split a group between directories. The store is bound to the
+  Kafka cluster ID at connect and refuses another cluster (``BackendError``). A batch's
   positions, processed IDs and versions are one write there; members start each
   partition they are assigned at the store's position. The same offsets are then
   committed to the Kafka group in the background, for Kafka's own tools

@@ -38,6 +38,7 @@ class KafkaLog(ConnectContext):
     See :mod:`afterward.events.backends.kafka` for what lives where. Implements
     :class:`~afterward.events._protocols.Log`,
     :class:`~afterward.events._protocols.GroupLog`,
+    :class:`~afterward.events._protocols.ClusterLog`,
     :class:`~afterward.events._protocols.DeadLetterMirror` and
     :class:`~afterward.events._protocols.RetainedLog` (the topics' ``retention.ms``, see
     :mod:`._admin`).
@@ -99,6 +100,16 @@ class KafkaLog(ConnectContext):
     async def aclose(self) -> None:
         """Wait for this loop's produce rounds, then close every loop's clients."""
         await self._clients.aclose()
+
+    async def cluster_id(self) -> str:
+        """The Kafka cluster ID the brokers report (the
+        :class:`~afterward.events._protocols.ClusterLog` capability): the state store
+        is bound to it at connect."""
+        conn = await self._clients.conn()
+        async with self._errors("reading the cluster ID"):
+            found = (await conn.admin.describe_cluster()).get("cluster_id")
+        # A broker too old to report one (metadata v1): the bootstrap address instead.
+        return str(found or f"kafka:{self.bootstrap}")
 
     # -- the log ----------------------------------------------------------------------
 

@@ -13,10 +13,18 @@ from urllib.parse import parse_qsl, urlsplit
 
 from afterward._exceptions import ConfigError
 
-__all__ = ["DEFAULT_STORE", "KafkaSettings"]
+__all__ = ["KafkaSettings"]
 
-#: The state store when the URL names none: a SQLite file in the working directory.
-DEFAULT_STORE = "sqlite:///afterward.db"
+#: Why ``store=`` has no default: a SQLite file in the working directory would give a
+#: group one store per directory (exactly-once lost without a word) and outlive its
+#: broker (positions of another cluster).
+_NO_STORE = (
+    "a Kafka bus keeps its positions, processed IDs and dead letters in a state store: "
+    "give it as store=<URL-encoded URL>, redis://... when consumers run on several "
+    "machines, sqlite:///<path> on one (every consumer of a group must use the same "
+    "store). There is no default: a file in the working directory would split a group "
+    "between directories"
+)
 
 #: The URL options that are whole numbers (the others are strings).
 _NUMBERS = (
@@ -49,7 +57,7 @@ class KafkaSettings:
 
     url: str
     bootstrap: str
-    store: str = DEFAULT_STORE
+    store: str
     prefix: str = ""
     partitions: int = 4
     queue_partitions: int = 16
@@ -63,14 +71,17 @@ class KafkaSettings:
         """Parse and check a ``kafka://`` URL.
 
         Raises:
-            ConfigError: no host, an option that is not a positive whole number where
-                one is needed, an unknown option, or a state store on Kafka itself.
+            ConfigError: no host, no ``store=``, an option that is not a positive whole
+                number where one is needed, an unknown option, or a state store on Kafka
+                itself.
         """
         parts = urlsplit(url)
         if not parts.netloc:
-            raise ConfigError(f"a Kafka bus URL looks like kafka://host:9092, got {url!r}")
+            raise ConfigError(
+                f"a Kafka bus URL looks like kafka://host:9092?store=..., got {url!r}"
+            )
         options = dict(parse_qsl(parts.query))
-        store = options.pop("store", DEFAULT_STORE)
+        store = options.pop("store", "")
         if store.split("://", 1)[0].lower() == "kafka":
             raise ConfigError("the state store of a Kafka bus cannot be Kafka itself")
         given: dict[str, Any] = {name: options.pop(name) for name in _STRINGS if name in options}
@@ -87,6 +98,8 @@ class KafkaSettings:
                     raise ConfigError(f"{name} must be at least 1 in Kafka bus URL {url!r}")
         if options:
             raise ConfigError(f"unknown Kafka bus URL options {sorted(options)} in {url!r}")
+        if not store:
+            raise ConfigError(f"{_NO_STORE}; got {url!r}")
         return cls(url, parts.netloc, store, **given)
 
     @property

@@ -8,9 +8,14 @@ buses and nothing outside the prefix is touched:
   stream ID without an index, ``XRANGE`` reads from any position (``tail``,
   ``offsets_for_time``) and the newest entry's offset plus one is the end offset
   (retention trims the oldest entries with ``XTRIM MINID`` and always keeps the newest,
-  see ``_retention.py``); fields ``id``, ``ts``, ``payload``. Each afterward group
-  consuming the topic is a Redis consumer group of that stream, named like the group
-  (``XINFO GROUPS`` shows it).
+  see ``_retention.py``). An entry is a CloudEvent in binary mode
+  (:mod:`afterward.events._wire`): the attributes as fields (``ce_id``, ``ce_type``...),
+  ``key``, and the value in ``data``. Other clients add entries the same way, with
+  ``XADD <stream> 0-* ...``; one added with an automatic ID (``*``) is *adopted*: deleted
+  and added again with ``0-*`` (same fields, same order) by the next append or read that
+  meets it (``adopt.lua``), and consumer groups that were handed it read the copy. Each
+  afterward group consuming the topic is a Redis consumer group of that stream, named
+  like the group (``XINFO GROUPS`` shows it).
 - ``pos:<topic>:<group>``: the group's committed position (hash partition -> offset),
   what ``positions`` and the lag read; commits keep it in step with the consumer group.
 - ``done:<group>``: processed event IDs (hash ID -> topic); ``ver:<topic>:<group>``: the
@@ -39,8 +44,9 @@ A member that newly holds the claim first moves every pending entry of the group
 can own them), re-reads them in offset order (``XREADGROUP`` from ``0``), then reads
 new entries (``>``, blocking up to the fetch timeout). The consumer group is created at
 the group's committed position when a member first holds the claim. Behind (the last
-batch was full), a member reads through a script that returns only entry IDs and
-payloads, a third of the reply ``XREADGROUP`` sends; caught up, a blocking
+batch was full), a member reads through a script (``fetch.lua``) that packs each
+entry's fields into one string: two reply elements per entry instead of about twenty
+(a CloudEvent's fields), which redis-py would parse one by one; caught up, a blocking
 ``XREADGROUP`` waits for the next events.
 
 One event is appended by a single ``XADD``, several by a Lua script (all or none). A

@@ -7,8 +7,8 @@ import it and neither imports the other's internals.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -22,6 +22,11 @@ __all__ = ["RedisClients"]
 
 #: redis-py's exceptions that mean the server cannot be reached.
 UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+#: What Redis says to an ``0-*`` append after an entry with a larger, automatic ID.
+_BEHIND_TOP = "equal or smaller than the target stream top item"
+
+T = TypeVar("T")
 
 
 async def _close(client: Redis) -> None:
@@ -79,6 +84,29 @@ class RedisClients:
     ) -> Any:
         """Run ``script`` on this loop's client (inside :attr:`errors`)."""
         return await _scripts.run(self.get(), script, keys, args)
+
+    async def adopt(self, stream: str) -> int:
+        """Renumber the entries another client added to ``stream`` with an automatic ID
+        (``XADD ... *``) into the dense offsets, in order (``adopt.lua``); how many.
+
+        Call inside :attr:`errors`.
+        """
+        return int(await self.script(_scripts.ADOPT, [stream], []))
+
+    async def adopting(self, streams: Iterable[str], append: Callable[[], Awaitable[T]]) -> T:
+        """``append()``; when Redis refuses it because a stream ends with entries added
+        with an automatic ID, adopt them (:meth:`adopt`) and append again.
+
+        Call inside :attr:`errors`.
+        """
+        try:
+            return await append()
+        except redis_errors.ResponseError as exc:
+            if _BEHIND_TOP not in str(exc):
+                raise
+        for stream in streams:
+            await self.adopt(stream)
+        return await append()
 
     async def aclose(self) -> None:
         """Close every loop's client, each on its own loop."""

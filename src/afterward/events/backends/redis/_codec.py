@@ -27,6 +27,7 @@ from afterward.events._wire import pack_headers, unpack_headers
 __all__ = [
     "DEFAULT_PREFIX",
     "Keys",
+    "dense",
     "done_json",
     "entry_fields",
     "event",
@@ -42,6 +43,7 @@ __all__ = [
     "split_url",
     "stored_schema",
     "stream_id",
+    "unpack_fields",
 ]
 
 DEFAULT_PREFIX = "afterward:"
@@ -142,6 +144,12 @@ def stream_id(offset: int) -> str:
     return f"0-{offset + 1}"
 
 
+def dense(entry_id: bytes) -> bool:
+    """Whether ``entry_id`` is an offset's (``0-<n>``), not an automatic ID another
+    client's ``XADD ... *`` gave (``<ms>-<seq>``: adopted before it is read)."""
+    return entry_id.startswith(b"0-")
+
+
 def offset(entry_id: bytes) -> int:
     """The offset of a stream entry ID."""
     return int(entry_id.split(b"-", 1)[1]) - 1
@@ -189,6 +197,18 @@ def event(
         except UnicodeDecodeError:
             text = key
     return StoredEvent(topic, 0, offset(entry_id), value, tuple(headers), text)
+
+
+def unpack_fields(packed: bytes) -> list[bytes]:
+    """An entry's fields as ``fetch.lua`` packs them (their lengths joined by ``,``, a
+    newline, the fields end to end), as a flat list: name, value, name, value..."""
+    head, _, body = packed.partition(b"\n")
+    fields = []
+    at = 0
+    for size in map(int, head.split(b",")):
+        fields.append(body[at : at + size])
+        at += size
+    return fields
 
 
 def time_of(fields: Mapping[bytes, bytes]) -> float:

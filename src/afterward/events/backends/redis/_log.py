@@ -74,8 +74,11 @@ class RedisLog(ConnectContext, RedisRetention):
         if len(records) == 1:  # one command is atomic: no script needed
             record = records[0]
             fields: Any = dict(_codec.entry_fields(record))  # names are unique: ce_*, headers
+            stream = self._keys.stream(record.topic)
             async with self._errors("appending"):
-                await self._clients.get().xadd(self._keys.stream(record.topic), fields, id="0-*")
+                await self._clients.adopting(
+                    [stream], lambda: self._clients.get().xadd(stream, fields, id="0-*")
+                )
             return
         streams: dict[str, int] = {}
         args: list[Any] = []
@@ -86,17 +89,22 @@ class RedisLog(ConnectContext, RedisRetention):
             for name, value in fields:
                 args += [name, value]
         async with self._errors("appending"):
-            await self._clients.script(_scripts.APPEND, list(streams), args)
+            await self._clients.adopting(
+                streams, lambda: self._clients.script(_scripts.APPEND, list(streams), args)
+            )
 
     async def read(
         self, topic: str, positions: Mapping[int, int], limit: int
     ) -> Sequence[StoredEvent]:
         """Up to ``limit`` events from the position (``XRANGE``: no consumer group)."""
         start = _codec.stream_id(positions.get(0, 0))
+        stream = self._keys.stream(topic)
         async with self._errors(f"reading {topic!r}"):
-            entries: Any = await self._clients.get().xrange(
-                self._keys.stream(topic), min=start, count=limit
-            )
+            client = self._clients.get()
+            entries: Any = await client.xrange(stream, min=start, count=limit)
+            if entries and not _codec.dense(entries[-1][0]):  # another client's XADD *
+                await self._clients.adopt(stream)
+                entries = await client.xrange(stream, min=start, count=limit)
         return [_codec.event(topic, entry_id, fields) for entry_id, fields in entries]
 
     async def end_offsets(self, topic: str) -> dict[int, int]:

@@ -113,18 +113,23 @@ class RedisMember:
         return self._hand_out(found)
 
     async def _read(
-        self, after: str, limit: int, block: int | None
+        self, after: str, limit: int, block: int | None, *, adopted: bool = False
     ) -> tuple[bytes | None, list[tuple[bytes, StoredEvent]]]:
         """Read after ``after`` (``>``: new entries; an ID: this member's pending ones),
         blocking up to ``block`` ms when given; return the last entry ID read (``None``
-        for none) and the events with their entry IDs."""
+        for none) and the events with their entry IDs. Entries another client added
+        with an automatic ID are adopted first (read again once, when nothing else was:
+        ``adopted`` says it was)."""
         doing = f"reading {self.topic!r} for group {self.group!r}"
         entries: list[tuple[bytes, Any]]
         if block is None:
             args = [self.group, self.name, after, limit]
             async with self._clients.errors(doing):
                 flat: Any = await self._clients.script(_scripts.FETCH, [self._stream], args)
-            entries = list(zip(flat[::2], flat[1::2], strict=True))
+            entries = [
+                (entry_id, packed and _codec.unpack_fields(packed))
+                for entry_id, packed in zip(flat[::2], flat[1::2], strict=True)
+            ]
         else:
             async with self._clients.errors(doing):
                 reply: Any = await self._clients.get().xreadgroup(
@@ -133,12 +138,21 @@ class RedisMember:
             entries = [
                 (entry_id, fields or None) for _, batch in reply or () for entry_id, fields in batch
             ]
+        last = entries[-1][0] if entries else None
+        if last is not None and not _codec.dense(last):
+            # Another client's ``XADD ... *``: adopted into the offsets, the group moved
+            # back before it; the dense entries read go out, the adopted ones next.
+            async with self._clients.errors(doing):
+                await self._clients.adopt(self._stream)
+            entries = [(entry_id, fields) for entry_id, fields in entries if _codec.dense(entry_id)]
+            if not entries and after == ">" and not adopted:
+                return await self._read(after, limit, None, adopted=True)
         found = [
             (entry_id, _codec.event(self.topic, entry_id, fields))
             for entry_id, fields in entries
             if fields  # a pending entry deleted by hand (XDEL)
         ]
-        return (entries[-1][0] if entries else None), found
+        return last, found
 
     def _hand_out(self, found: list[tuple[bytes, StoredEvent]]) -> list[StoredEvent]:
         self._batch = [entry_id for entry_id, _ in found]

@@ -39,10 +39,16 @@ _GLOB = re.compile(r"([*?\[\]\\])")
 
 
 async def _edge(client: Redis, stream: str, *, newest: bool) -> tuple[int, Any] | None:
-    """The offset and fields of the stream's oldest (or newest) entry, ``None`` if empty."""
-    entries: Any = await (
-        client.xrevrange(stream, count=1) if newest else client.xrange(stream, count=1)
-    )
+    """The offset and fields of the stream's oldest (or newest) entry, ``None`` if empty;
+    entries another client added with an automatic ID are adopted first (``adopt.lua``:
+    their IDs are no offsets until then)."""
+    for _ in range(2):
+        entries: Any = await (
+            client.xrevrange(stream, count=1) if newest else client.xrange(stream, count=1)
+        )
+        if not entries or _codec.dense(entries[0][0]):
+            break
+        await _scripts.run(client, _scripts.ADOPT, [stream], [])
     return (_codec.offset(entries[0][0]), entries[0][1]) if entries else None
 
 

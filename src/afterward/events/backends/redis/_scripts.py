@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError
 
 __all__ = [
     "ADD_SCHEMA",
+    "ADOPT",
     "APPEND",
     "BEGIN_BATCH",
     "CLAIM",
@@ -115,6 +116,7 @@ TAKE_OVER = load("take_over")
 LEAVE = load("leave")
 BEGIN_BATCH = load("begin_batch")
 ADD_SCHEMA = load("add_schema")
+ADOPT = load("adopt")
 TRIM_STATE = load("trim_state")
 
 # The work queue (``_queue.py``), each sharing ``_queue_lib.lua``.
@@ -150,6 +152,7 @@ SCRIPTS: dict[str, Script] = {
         LEAVE,
         BEGIN_BATCH,
         ADD_SCHEMA,
+        ADOPT,
         TRIM_STATE,
         QUEUE_ACK,
         QUEUE_DELETE,
