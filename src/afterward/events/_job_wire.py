@@ -10,7 +10,6 @@ cap. The bus hands such records to the backend's work queue as
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 from afterward._exceptions import DispatchError
@@ -69,7 +68,7 @@ def job_record(payload: JobPayload, queue: str) -> AppendRecord:
     event = Event(
         id=payload.id,
         topic=job_topic(queue),
-        data=asdict(payload),
+        data=payload.as_dict(),
         correlation_id=payload.correlation_id,
         occurred_at=datetime.now(UTC),
     )

@@ -12,7 +12,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from afterward._backoff import backoff_step
@@ -68,9 +68,14 @@ class JobPayload:
         """Seconds to wait after attempt ``attempt`` failed, before the next one."""
         return backoff_step(self.backoff, attempt)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, as JSON values (shared with the payload, not copied:
+        ``dataclasses.asdict`` deep-copies, 10x slower)."""
+        return {name: getattr(self, name) for name in _PAYLOAD_FIELDS}
+
     def to_json(self) -> str:
         """Serialize to a JSON object (the wire format of every connection)."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self.as_dict(), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> JobPayload:
@@ -84,6 +89,9 @@ class JobPayload:
             return cls(**data)
         except (TypeError, ValueError) as exc:
             raise DispatchError(f"not a job payload: {exc}") from exc
+
+
+_PAYLOAD_FIELDS = tuple(f.name for f in fields(JobPayload))
 
 
 def resolve(path: str) -> Any:

@@ -165,7 +165,7 @@ class SQLiteLog(ConnectContext):
         )
 
     async def add_attempts(self, attempts: Sequence[Attempt]) -> None:
-        await self.db.run(_call(_events.add_attempts, attempts=attempts), write=True)
+        await self.db.write(_call(_events.add_attempts, attempts=attempts))
 
     async def attempts_for(self, correlation_id: str, limit: int) -> list[Attempt]:
         return await self.db.run(

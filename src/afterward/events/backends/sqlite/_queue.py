@@ -39,12 +39,12 @@ class SQLiteQueue(ConnectContext):
         await self._db.aclose()
 
     async def enqueue(self, jobs: Sequence[QueuedJob]) -> None:
-        await self._db.run(_call(_jobs.enqueue, jobs=jobs), write=True)
+        await self._db.write(_call(_jobs.enqueue, jobs=jobs))
 
     async def reserve(self, queue: str, worker: str, limit: int, lease: float) -> list[Reservation]:
-        return await self._db.run(
-            _call(_jobs.reserve, queue=queue, worker=worker, limit=limit, lease=lease),
-            write=True,
+        # Inline like ack: no thread hop for the one write a reservation is.
+        return await self._db.write(
+            _call(_jobs.reserve, queue=queue, worker=worker, limit=limit, lease=lease)
         )
 
     async def extend(
@@ -56,9 +56,9 @@ class SQLiteQueue(ConnectContext):
         )
 
     async def ack(self, queue: str, worker: str, job_id: str) -> bool:
-        return await self._db.run(
-            _call(_jobs.ack, queue=queue, worker=worker, job_id=job_id), write=True
-        )
+        # Inline and coalesced like appends: a worker's slots finishing together share
+        # one commit.
+        return await self._db.write(_call(_jobs.ack, queue=queue, worker=worker, job_id=job_id))
 
     async def retry(self, queue: str, worker: str, job_id: str, due: float, payload: bytes) -> bool:
         return await self._db.run(
