@@ -141,22 +141,15 @@ class BusCore:
         queue = self.backend.queue
         if queue is None:
             raise ConfigError(f"the {self.backend.scheme}:// backend has no work queue")
+        await queue.enqueue(jobs)
+        incr("jobs.enqueued", len(jobs))
+        self._wake()
         flow = self.backend.flow
         if flow is not None and self.settings.keep_history:
             now = datetime.now(UTC)
-            queued = [queued_attempt(j.queue, j.id, 1, j.correlation_id, now) for j in jobs]
-            # Submitted together: SQLite writes both in one commit. A failed enqueue
-            # still raises; its "queued" step may stay in the history.
-            enqueued, recorded = await asyncio.gather(
-                queue.enqueue(jobs), flow.add_attempts(queued), return_exceptions=True
+            await flow.add_attempts(
+                [queued_attempt(j.queue, j.id, 1, j.correlation_id, now) for j in jobs]
             )
-            for outcome in (enqueued, recorded):
-                if isinstance(outcome, BaseException):
-                    raise outcome
-        else:
-            await queue.enqueue(jobs)
-        incr("jobs.enqueued", len(jobs))
-        self._wake()
 
     def _wake(self) -> None:
         for loop, waker in list(self._wakers):
