@@ -7,7 +7,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
-__all__ = ["Row", "machine", "median_ms", "table"]
+__all__ = ["Row", "machine", "median_ms", "percentile_ms", "table"]
 
 Row = Sequence[object]
 
@@ -15,6 +15,12 @@ Row = Sequence[object]
 def median_ms(samples: Sequence[float]) -> float:
     """Median of samples given in seconds, in milliseconds."""
     return statistics.median(samples) * 1000
+
+
+def percentile_ms(samples: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0.5, 0.99...) of samples given in seconds, in milliseconds."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
 def machine() -> str:

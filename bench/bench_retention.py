@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench._table import table
+from bench._table import percentile_ms, table
 from bench.bench_redis import _redis_server
 
 __all__ = ["run"]
@@ -53,11 +53,6 @@ def _rss() -> int:
     with open("/proc/self/status") as status:
         line = next(line for line in status if line.startswith("VmRSS"))
     return int(line.split()[1]) * 1024
-
-
-def _p99(latencies: list[float]) -> float:
-    ordered = sorted(latencies)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
 async def _soak(
@@ -89,7 +84,8 @@ async def _soak(
             if (n + 1) % (events // 10) == 0:
                 stored, size, done = await probe()
                 percent = (n + 1) * 100 // events
-                samples.append((percent, stored, size, done, _rss(), _p99(latencies)))
+                p99 = percentile_ms(latencies, 0.99)
+                samples.append((percent, stored, size, done, _rss(), p99))
                 latencies = []
     finally:
         bus.stop()

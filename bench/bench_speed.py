@@ -29,7 +29,7 @@ from pathlib import Path
 
 from afterward.events import Event, EventBus
 from afterward.events.backends.sqlite._schema import SCHEMA
-from bench._table import table
+from bench._table import percentile_ms, table
 
 __all__ = ["run"]
 
@@ -40,11 +40,6 @@ DRAIN = 20_000 // SCALE
 BATCH = 500
 ROUNDS = 3
 PAYLOAD = {"order_id": 12345, "total": 99.5, "currency": "EUR"}
-
-
-def _ms(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
 # -- publishing ---------------------------------------------------------------------
@@ -190,8 +185,8 @@ def _drain_rates(tmp: Path) -> dict[str, float]:
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for n in range(ROUNDS):
-        for name, measure in contenders.items():
-            copy = tmp / f"drain-{n}-{len(rates[name])}-{abs(hash(name))}.db"
+        for index, (name, measure) in enumerate(contenders.items()):
+            copy = tmp / f"drain-{n}-{index}.db"
             shutil.copy(source, copy)
             rates[name].append(measure(copy))
     return {name: statistics.median(found) for name, found in rates.items()}
@@ -218,7 +213,8 @@ def run() -> str:
         rate = statistics.median(r for r, _ in published[name])
         samples = [s for _, found in published[name] for s in found]
         rows.append(
-            [label, f"{rate:,.0f}", f"{rate / floor:.2f}", _ms(samples, 0.5), _ms(samples, 0.99)]
+            [label, f"{rate:,.0f}", f"{rate / floor:.2f}"]
+            + [percentile_ms(samples, q) for q in (0.5, 0.99)]
         )
     drains = _drain_rates(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
